@@ -1,0 +1,32 @@
+# One command each: `make demo` runs the module ablation on the embedded synthetic benchmark,
+# `make test` runs the test suite. Both create .venv and install what is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sspa-installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	RAY_DISABLE_USAGE_STATS=1 $(BIN)/sspa-ray ablate --target synthetic --out $(DEMO_OUT) \
+		$$(test -d $(DEMO_OUT) && echo --resume)
+
+test: $(STAMP)
+	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.pam
+	$(BIN)/python -m benchmarks.engine_step
+	$(BIN)/python -m benchmarks.data
+	$(BIN)/python -m benchmarks.orchestration
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,55 @@
+"""The ``sspa-ray`` console script."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sspa_ray.errors import UserError
+
+
+class _Group(click.Group):
+    """Turns every UserError into one line on stderr and exit code 2, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sspa-ray")
+def cli() -> None:
+    """SSPA-JT joint training for facial expression recognition, swept and ablated on Ray."""
+
+
+@cli.command()
+def keys() -> None:
+    """List every dotted config key with its default and allowed values."""
+    from sspa_ray.config import describe_keys
+
+    click.echo(describe_keys())
+
+
+def _register() -> None:
+    from sspa_ray.cli import data, experiment, report, train
+
+    cli.add_command(train.train)
+    cli.add_command(experiment.tune)
+    cli.add_command(experiment.ablate)
+    cli.add_command(report.report)
+    cli.add_command(data.data)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="sspa-ray")
+
+
+if __name__ == "__main__":
+    main()

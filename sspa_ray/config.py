@@ -1,0 +1,320 @@
+"""The one vocabulary of dotted config keys.
+
+A key such as ``pam.alpha`` means the same thing in YAML files, in ``--set KEY=VALUE``, in result
+tables and in code. Unknown keys, values of the wrong type and values out of range are errors that
+name the key, what is allowed and, for a near miss, the key that was meant.
+
+Precedence when building a config: dataclass defaults < target defaults < YAML ``fixed`` <
+search-space / ablation row values < ``--set``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sspa_ray.errors import ConfigError
+
+TARGETS = ("synthetic", "rafdb", "caers")
+AUX_DATASETS = ("affectnet", "none")
+BACKBONES = ("small", "resnet18", "arm")
+
+
+def _spec(*, lo=None, hi=None, lo_open=False, hi_open=False, choices=None, help=""):
+    return {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open, "choices": choices, "help": help}
+
+
+def _f(default, **spec):
+    return field(default=default, metadata=_spec(**spec))
+
+
+@dataclass
+class ModulesConfig:
+    ssm: bool = _f(True, help="Sample Selection Module (SS stage filters the aux set)")
+    fix_target: bool = _f(True, help="target samples are always clean")
+    moe: bool = _f(True, help="Mixture-of-Experts head; off = one linear head")
+    pam: bool = _f(True, help="Paired Augmentation Module in the PA stage")
+
+
+@dataclass
+class MoEConfig:
+    experts: int = _f(3, lo=1, hi=64, help="number of experts k")
+
+
+@dataclass
+class SSMConfig:
+    momentum: float = _f(0.95, lo=0.0, hi=1.0, hi_open=True, help="EMA momentum eta of the thresholds")
+
+
+@dataclass
+class PAMConfig:
+    alpha: float = _f(5.0, lo=0.0, lo_open=True, hi=1000.0, help="Beta(alpha, beta) of the Mixup weight")
+    beta: float = _f(1.0, lo=0.0, lo_open=True, hi=1000.0, help="Beta(alpha, beta) of the Mixup weight")
+
+
+@dataclass
+class DataConfig:
+    target: str = _f("synthetic", choices=TARGETS, help="target dataset D_T")
+    aux: str = _f("affectnet", choices=AUX_DATASETS, help="auxiliary dataset D_A")
+    aux_ratio: float = _f(1.0, lo=0.0, hi=1.0, help="seeded class-stratified share of the aux train split")
+    image_size: int = _f(224, lo=16, hi=1024, help="side of the cached square images")
+    crop_padding: int = _f(-1, lo=-1, hi=256, help="random-crop padding in pixels; -1 = image_size // 8")
+    root: str | None = _f(None, help="folder holding rafdb/, affectnet/, caers/ (default $SSPA_DATA_ROOT)")
+    synthetic_scale: float = _f(1.0, lo=0.01, hi=100.0, help="size multiplier of the synthetic benchmark")
+    synthetic_seed: int = _f(0, lo=0, hi=2**31 - 1, help="seed of the synthetic benchmark")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = _f("resnet18", choices=BACKBONES, help="feature extractor")
+    pretrained: str | None = _f(None, help="path to a backbone checkpoint (MS-Celeb / ImageNet style)")
+    arm_alpha: float = _f(1.0, lo=0.0, hi=100.0, help="weight of the batch mean in ARM's affinity term")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(80, lo=1, hi=10000, help="total epochs T_max")
+    selection_epochs: int = _f(40, lo=0, hi=10000, help="epochs of the SS stage T_S")
+    batch_size: int = _f(128, lo=2, hi=65536, help="minibatch size")
+    lr: float = _f(0.01, lo=0.0, lo_open=True, hi=10.0, help="initial SGD learning rate")
+    momentum: float = _f(0.9, lo=0.0, hi=1.0, hi_open=True, help="SGD momentum")
+    weight_decay: float = _f(0.005, lo=0.0, hi=1.0, help="SGD weight decay")
+    seed: int = _f(0, lo=0, hi=2**31 - 1, help="seed of every random choice of a run")
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"), help="training device")
+    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision on CUDA")
+    channels_last: bool = _f(False, help="channels_last memory format on CUDA")
+    compile: bool = _f(False, help="torch.compile the model")
+    data_on_device: bool = _f(True, help="keep the uint8 dataset on the training device when it fits")
+    eval_batch_size: int = _f(256, lo=1, hi=65536, help="batch size of evaluation")
+    num_threads: int = _f(0, lo=0, hi=1024, help="torch CPU threads; 0 = torch's default")
+
+
+@dataclass
+class Config:
+    modules: ModulesConfig = field(default_factory=ModulesConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    ssm: SSMConfig = field(default_factory=SSMConfig)
+    pam: PAMConfig = field(default_factory=PAMConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- dotted access -------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        section, name = _split(key)
+        return getattr(getattr(self, section), name)
+
+    def set(self, key: str, value: Any) -> None:
+        section, name = _split(key)
+        setattr(getattr(self, section), name, coerce(key, value))
+
+    def to_flat(self) -> dict[str, Any]:
+        return {key: self.get(key) for key in KEYS}
+
+    def copy(self) -> "Config":
+        return from_flat(self.to_flat())
+
+    @property
+    def experts(self) -> int:
+        """Effective number of experts: MoE off means one linear head."""
+        return self.moe.experts if self.modules.moe else 1
+
+    def validate(self) -> "Config":
+        """Checks that involve more than one key. Returns self."""
+        if self.modules.pam and not self.modules.ssm:
+            raise ConfigError(
+                "modules.pam=true needs modules.ssm=true: PAM pairs clean with noisy samples and "
+                "only SSM decides which are noisy; set modules.ssm=true or modules.pam=false"
+            )
+        if self.train.selection_epochs > self.train.epochs:
+            raise ConfigError(
+                f"train.selection_epochs={self.train.selection_epochs} exceeds train.epochs="
+                f"{self.train.epochs}; choose train.selection_epochs <= train.epochs"
+            )
+        return self
+
+
+# Per-target defaults. Real targets follow the paper (section 4.1.3); the synthetic benchmark
+# is sized so that the nine-row module ablation finishes in a few minutes on 2 CPU cores.
+TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rafdb": {"data.aux_ratio": 0.1, "data.image_size": 224, "model.backbone": "resnet18"},
+    "caers": {"data.aux_ratio": 0.2, "data.image_size": 224, "model.backbone": "resnet18"},
+    "synthetic": {
+        "data.aux_ratio": 1.0,
+        "data.image_size": 32,
+        "model.backbone": "small",
+        "train.epochs": 12,
+        "train.selection_epochs": 6,
+        "train.batch_size": 64,
+        "train.lr": 0.05,
+        "train.weight_decay": 0.0005,
+    },
+}
+
+
+def _fields_of(section_cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(section_cls)}
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+FIELDS: dict[str, dataclasses.Field] = {
+    f"{section}.{name}": fld for section, cls in SECTIONS.items() for name, fld in _fields_of(cls).items()
+}
+KEYS: tuple[str, ...] = tuple(FIELDS)
+# Keys that change what a run computes; the others (device, threads, ...) only change how fast.
+EXECUTION_KEYS = frozenset(
+    {"train.device", "train.num_threads", "train.eval_batch_size", "train.data_on_device", "data.root"}
+)
+
+
+def _split(key: str) -> tuple[str, str]:
+    check_key(key)
+    section, name = key.split(".", 1)
+    return section, name
+
+
+def check_key(key: str) -> None:
+    if key in FIELDS:
+        return
+    near = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}?" if near else "see `sspa-ray keys` for the list"
+    raise ConfigError(f"unknown config key '{key}': {hint}")
+
+
+def _type_name(fld: dataclasses.Field) -> str:
+    return str(fld.type).replace(" | None", "")
+
+
+def allowed(key: str) -> str:
+    """A human description of the values `key` accepts."""
+    fld = FIELDS[key]
+    meta = fld.metadata
+    t = _type_name(fld)
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    if t == "bool":
+        return "true or false"
+    if meta["lo"] is not None or meta["hi"] is not None:
+        lb = "(" if meta["lo_open"] else "["
+        rb = ")" if meta["hi_open"] else "]"
+        return f"a{'n' if t == 'int' else ''} {t} in {lb}{meta['lo']}, {meta['hi']}{rb}"
+    if "None" in str(fld.type):
+        return "a path, or none"
+    return f"a {t}"
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Parse `value` (a string from --set, or a YAML scalar) to the type of `key` and range-check it."""
+    check_key(key)
+    fld = FIELDS[key]
+    meta = fld.metadata
+    t = _type_name(fld)
+    optional = "None" in str(fld.type)
+
+    def bad(why: str = "") -> ConfigError:
+        return ConfigError(f"{key}={value!r} is invalid{why}: expected {allowed(key)}")
+
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in {"none", "null", ""})):
+        return None
+    if t == "bool":
+        if isinstance(value, bool):
+            out = value
+        elif isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            out = value.strip().lower() in _TRUE
+        elif isinstance(value, int) and value in (0, 1):
+            out = bool(value)
+        else:
+            raise bad()
+        return out
+    if t == "int":
+        if isinstance(value, bool):
+            raise bad()
+        try:
+            out = int(value) if not isinstance(value, float) else None
+            if isinstance(value, float) and value.is_integer():
+                out = int(value)
+            if out is None:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise bad() from None
+    elif t == "float":
+        if isinstance(value, bool):
+            raise bad()
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise bad() from None
+        if not math.isfinite(out):
+            raise bad(" (not finite)")
+    else:
+        out = str(value).strip() if not isinstance(value, str) else value.strip()
+        if not isinstance(value, (str, int, float)):
+            raise bad()
+    if meta["choices"] and out not in meta["choices"]:
+        near = difflib.get_close_matches(str(out), meta["choices"], n=1, cutoff=0.5)
+        raise ConfigError(
+            f"{key}={value!r} is invalid: expected {allowed(key)}" + (f" (did you mean {near[0]}?)" if near else "")
+        )
+    lo, hi = meta["lo"], meta["hi"]
+    if lo is not None and (out < lo or (meta["lo_open"] and out == lo)):
+        raise bad(" (out of range)")
+    if hi is not None and (out > hi or (meta["hi_open"] and out == hi)):
+        raise bad(" (out of range)")
+    return out
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Parse one ``--set KEY=VALUE`` argument."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r} is malformed: write --set KEY=VALUE, e.g. --set pam.alpha=3")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r} is malformed: the key is empty; write --set KEY=VALUE")
+    return key, coerce(key, value)
+
+
+def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    return dict(parse_set(item) for item in items)
+
+
+def from_flat(flat: Mapping[str, Any]) -> Config:
+    cfg = Config()
+    for key, value in flat.items():
+        cfg.set(key, value)
+    return cfg
+
+
+def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config:
+    """Build a validated config: defaults, then the target's defaults, then each layer in order.
+
+    The target is taken from the last layer that sets ``data.target`` if `target` is None.
+    """
+    for layer in layers:
+        if "data.target" in layer and layer["data.target"] is not None:
+            target = coerce("data.target", layer["data.target"])
+    target = coerce("data.target", target or "synthetic")
+    cfg = Config()
+    cfg.set("data.target", target)
+    for key, value in TARGET_DEFAULTS[target].items():
+        cfg.set(key, value)
+    for layer in layers:
+        for key, value in layer.items():
+            cfg.set(key, value)
+    return cfg.validate()
+
+
+def describe_keys() -> str:
+    """The key vocabulary as a table, for `sspa-ray keys` and the README."""
+    defaults = Config().to_flat()
+    rows = [f"{'key':28} {'default':>10}  allowed / meaning"]
+    for key in KEYS:
+        rows.append(f"{key:28} {str(defaults[key]):>10}  {allowed(key)}; {FIELDS[key].metadata['help']}")
+    return "\n".join(rows)
