@@ -1,0 +1,95 @@
+"""``sspa-ray train``: one configuration, in this process, without Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets
+from sspa_ray.errors import ConfigError, RunDirError
+
+CONFIG_FILE = "config.json"
+
+
+def _read_run_config(run_dir: Path):
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(f"--resume {run_dir}: no run there ({CONFIG_FILE} is missing); start one with --out {run_dir}")
+    try:
+        flat = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is not valid JSON (line {exc.lineno}); restore it or start over with --overwrite") from None
+    try:
+        return from_flat(flat).validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _prepare_out(run_dir: Path, overwrite: bool) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirError(
+                f"--out {run_dir} already exists; continue it with --resume {run_dir} or start over with --overwrite"
+            )
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise RunDirError(f"--overwrite {run_dir}: refusing to delete a folder that holds no sspa-ray run")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+@click.command()
+@click.option("--target", type=str, default=None, help="target dataset: rafdb | caers | synthetic")
+@click.option("--aux", type=str, default=None, help="auxiliary dataset: affectnet | none")
+@click.option("--data-root", type=str, default=None, help="folder holding rafdb/, affectnet/, caers/")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="new run folder")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, help="run folder to continue")
+@click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
+def train(target, aux, data_root, sets, out, resume, overwrite):
+    """Train one configuration; write RUN_DIR/metrics.json, selection.csv and checkpoints."""
+    from sspa_ray.engine import TrainingDiverged, fit
+    from sspa_ray.engine.checkpoint import atomic_write_text
+
+    if (out is None) == (resume is None):
+        raise ConfigError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
+    overrides = parse_sets(sets)
+    if data_root is not None:
+        overrides["data.root"] = data_root
+    if resume is not None:
+        fixed = [flag for flag, value in (("--target", target), ("--aux", aux), ("--overwrite", overwrite)) if value]
+        fixed += [f"--set {key}" for key in overrides if key not in EXECUTION_KEYS]
+        if fixed:
+            raise ConfigError(
+                f"--resume continues a run with its own config; drop {fixed[0]} "
+                f"(only {', '.join(sorted(EXECUTION_KEYS))} may change)"
+            )
+        cfg = _read_run_config(resume)
+        for key, value in overrides.items():
+            cfg.set(key, value)
+        run_dir = resume
+    else:
+        if aux is not None:
+            overrides["data.aux"] = aux
+        cfg = make_config(target, overrides)
+        run_dir = out
+        _prepare_out(run_dir, overwrite)
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.to_flat(), indent=1) + "\n")
+
+    from sspa_ray.data import load_joint_data
+
+    data = load_joint_data(cfg)
+    try:
+        metrics = fit(cfg, run_dir, data=data, resume=resume is not None, log=click.echo)
+    except TrainingDiverged as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"final: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+        f"(best accuracy {metrics['best']['accuracy']:.4f} at epoch {metrics['best']['epoch']}, selected on test) "
+        f"-> {run_dir / 'metrics.json'}"
+    )
+

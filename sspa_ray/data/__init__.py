@@ -1,0 +1,149 @@
+"""Datasets in their official layouts, decoded once per node into a shared uint8 cache.
+
+``load_joint_data(cfg)`` is the one entry point of the engine: the target's train and test
+splits plus a seeded, class-stratified share of the auxiliary train split. ``--target synthetic``
+generates the synthetic benchmark on first use and reads it through the same loaders.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from sspa_ray.data import affectnet, caers, rafdb, synthetic
+from sspa_ray.data._decode import decode_listing
+from sspa_ray.data._listing import Listing
+from sspa_ray.data.cache import cached_images
+from sspa_ray.errors import DataError
+from sspa_ray.labels import CLASSES, NUM_CLASSES
+
+__all__ = ["Split", "JointData", "load_joint_data", "load_split", "check_dataset", "read_listing", "data_root"]
+
+READERS: dict[str, ModuleType] = {"rafdb": rafdb, "affectnet": affectnet, "caers": caers}
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # uint8 [N, H, W, 3], usually a read-only np.memmap of the cache
+    labels: np.ndarray  # int64 [N], canonical class indices (sspa_ray.labels.CLASSES)
+    paths: list[str]    # dataset-relative paths, written to selection.csv
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class JointData:
+    target_train: Split
+    aux_train: Split | None             # None when data.aux == "none" or data.aux_ratio == 0
+    test: Split                         # the target's test split (RAF-DB test, CAER-S test)
+    aux_true_labels: np.ndarray | None  # int64 [N_aux], labels under the target's standard (synthetic only)
+
+
+def data_root(root: str | os.PathLike | None) -> Path:
+    """The folder holding rafdb/, affectnet/ and caers/: `root`, else $SSPA_DATA_ROOT."""
+    root = root or os.environ.get("SSPA_DATA_ROOT")
+    if not root:
+        raise DataError(
+            "no data root: pass --data-root DIR (or set data.root, or SSPA_DATA_ROOT) pointing at the folder "
+            "that holds rafdb/, affectnet/ and caers/"
+        )
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data root {path} is not a folder; fix --data-root / data.root / SSPA_DATA_ROOT")
+    return path
+
+
+def read_listing(dataset: str, split: str, root: str | os.PathLike) -> Listing:
+    """The files, labels and face boxes of one split, without decoding anything."""
+    if dataset not in READERS:
+        raise DataError(f"unknown dataset '{dataset}': expected one of {', '.join(READERS)}")
+    reader = READERS[dataset]
+    if split not in reader.SPLITS:
+        raise DataError(f"{dataset} has no split '{split}': expected one of {', '.join(reader.SPLITS)}")
+    return reader.read(Path(root) / dataset, split)
+
+
+def load_split(dataset: str, split: str, root: str | os.PathLike, image_size: int, progress: bool = True) -> Split:
+    """One split, decoded at `image_size` (from the node's cache when it is there)."""
+    listing = read_listing(dataset, split, root)
+    return Split(images=cached_images(listing, image_size, progress=progress), labels=listing.labels, paths=listing.paths)
+
+
+def stratified_subset(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded share `ratio` of each class (at least one sample of a present class)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in range(NUM_CLASSES):
+        members = np.flatnonzero(labels == cls)
+        if len(members):
+            take = max(1, int(np.floor(ratio * len(members) + 0.5)))
+            chosen.append(rng.permutation(members)[:take])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _subset(split: Split, index: np.ndarray) -> Split:
+    if len(index) == len(split):
+        return split  # the whole split: keep the shared memory map, copy nothing
+    return Split(
+        images=np.ascontiguousarray(split.images[index]),
+        labels=split.labels[index],
+        paths=[split.paths[i] for i in index],
+    )
+
+
+def load_joint_data(cfg, *, progress: bool = True) -> JointData:
+    """Target train + aux share + target test, as `cfg` (a sspa_ray.config.Config) asks."""
+    size = cfg.data.image_size
+    if cfg.data.target == "synthetic":
+        root = synthetic.ensure(cfg.data.synthetic_seed, cfg.data.synthetic_scale, progress=progress)
+        target = "rafdb"  # the synthetic target is written in RAF-DB's layout, its aux in AffectNet's
+    else:
+        root, target = data_root(cfg.data.root), cfg.data.target
+    target_train = load_split(target, "train", root, size, progress)
+    test = load_split(target, "test", root, size, progress)
+    aux_train = aux_true = None
+    if cfg.data.aux != "none" and cfg.data.aux_ratio > 0:
+        full = load_split(cfg.data.aux, "train", root, size, progress)
+        aux_train = _subset(full, stratified_subset(full.labels, cfg.data.aux_ratio, cfg.train.seed))
+        if cfg.data.target == "synthetic":
+            truth = synthetic.read_ground_truth(root)
+            missing = [p for p in aux_train.paths if p not in truth]
+            if missing:
+                raise DataError(f"{root / synthetic.GROUND_TRUTH} has no row for {missing[0]}; delete {root} to regenerate it")
+            aux_true = np.array([truth[p] for p in aux_train.paths], dtype=np.int64)
+    return JointData(target_train=target_train, aux_train=aux_train, test=test, aux_true_labels=aux_true)
+
+
+def check_dataset(dataset: str, root: str | os.PathLike | None, *, progress: bool = True) -> dict:
+    """Class counts per split, dropped rows and problems; every image is decoded once to find bad ones.
+
+    Structural problems (a missing folder, a malformed line, a missing column) and unreadable
+    images raise DataError naming the file; softer findings are listed under "problems".
+    """
+    root = data_root(root)
+    if dataset not in READERS:
+        raise DataError(f"unknown dataset '{dataset}': expected one of {', '.join(READERS)}")
+    report: dict = {"dataset": dataset, "root": str(root / dataset)}
+    dropped, problems, bad = {}, [], []
+    for split in READERS[dataset].SPLITS:
+        listing = read_listing(dataset, split, root)
+        counts = np.bincount(listing.labels, minlength=NUM_CLASSES)
+        report[split] = {name: int(n) for name, n in zip(CLASSES, counts)}
+        dropped[split] = listing.dropped
+        problems += listing.problems
+        problems += [f"{split}: no images of class {name}" for name, n in report[split].items() if n == 0]
+        # A small decode size is enough to prove each file is readable; JPEGs decode at 1/8 scale.
+        for _, result in decode_listing(listing, 16, label=f"checking {dataset}/{split}", progress=progress):
+            if isinstance(result, DataError):
+                bad.append(str(result))
+    if bad:
+        more = f" (and {len(bad) - 1} more unreadable images)" if len(bad) > 1 else ""
+        raise DataError(bad[0] + more)
+    report["dropped"] = dropped
+    report["problems"] = problems
+    return report

@@ -1,0 +1,60 @@
+"""Batched augmentation on the training device: random crop and horizontal flip, then
+normalisation.
+
+Input is a uint8 NHWC batch straight from the cache (already on the device); output is a float
+NCHW batch normalised with the ImageNet mean and std. The random crop pads every side by
+`padding` pixels of zeros and crops back to the original size at a per-sample offset; crop and
+flip are one gather, so there is no per-sample Python loop. All randomness comes from an
+explicit ``torch.Generator`` on the batch's device, which makes runs reproducible.
+
+The normalised tensor is a permuted view of NHWC memory, i.e. already channels_last; callers that
+want the default layout ask for ``channels_last=False`` and get a contiguous copy.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def crop_padding(cfg) -> int:
+    """Pixels of padding of the random crop: ``data.crop_padding``, or image_size // 8 for -1."""
+    pad = cfg.data.crop_padding
+    return cfg.data.image_size // 8 if pad < 0 else pad
+
+
+@functools.lru_cache(maxsize=8)
+def _scale_shift(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # (x / 255 - mean) / std == x * scale + shift; built once per device (no per-batch copy).
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (1.0 / (255.0 * std)).to(device), (-mean / std).to(device)
+
+
+def normalize(images: torch.Tensor, *, channels_last: bool = False) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, H, W], ImageNet-normalised."""
+    scale, shift = _scale_shift(images.device)
+    x = torch.addcmul(shift, images.permute(0, 3, 1, 2).float(), scale)
+    return x if channels_last else x.contiguous()
+
+
+def augment(
+    images: torch.Tensor, generator: torch.Generator, padding: int, *, channels_last: bool = False
+) -> torch.Tensor:
+    """Random crop (zero padding `padding`) and horizontal flip of a uint8 NHWC batch, normalised."""
+    b, h, w, _ = images.shape
+    device = images.device
+    offsets = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator, device=device)
+    flip = torch.randint(0, 2, (b, 1), generator=generator, device=device).bool()
+    rows = offsets[:, :1] + torch.arange(h, device=device)  # [b, h], in padded coordinates
+    cols = torch.arange(w, device=device).expand(b, w)
+    cols = torch.where(flip, w - 1 - cols, cols) + offsets[:, 1:]
+    padded = F.pad(images, (0, 0, padding, padding, padding, padding)) if padding else images
+    batch = torch.arange(b, device=device)[:, None, None]
+    cropped = padded[batch, rows[:, :, None], cols[:, None, :]]
+    return normalize(cropped, channels_last=channels_last)

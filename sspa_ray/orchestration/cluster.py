@@ -1,0 +1,103 @@
+"""Starting or joining a Ray cluster, with safe dashboard defaults.
+
+- Without ``--address`` a local Ray starts; with ``--address auto`` or ``ray://HOST:PORT`` the
+  driver joins an existing cluster.
+- ``--dashboard`` serves the dashboard on 127.0.0.1. Ray 2.60 keeps token authentication on: the
+  token is in ``~/.ray/auth_token`` (or ``$RAY_AUTH_TOKEN_PATH``) and API clients send it as
+  ``Authorization: Bearer <token>``. Binding another address prints a loud warning, and binding one
+  without authentication is refused: unauthenticated dashboards were mass-exploited (ShadowRay,
+  CVE-2023-48022).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from sspa_ray.errors import UserError
+
+LOOPBACK = "127.0.0.1"
+DASHBOARD_PORT = 8265
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    address: str | None = None          # None: start a local Ray
+    dashboard: bool = False
+    dashboard_host: str = LOOPBACK
+    dashboard_port: int = DASHBOARD_PORT
+    num_cpus: int | None = None         # local Ray only; None: every core
+
+    def check(self) -> "ClusterOptions":
+        """Validate before any Ray import: the address form and the dashboard's exposure."""
+        if self.address is not None:
+            if self.address != "auto" and not self.address.startswith("ray://") and ":" not in self.address:
+                raise UserError(f"--address {self.address!r} is invalid: give auto, ray://HOST:PORT or HOST:PORT")
+            if self.dashboard_host != LOOPBACK:
+                raise UserError("--dashboard-host applies to the local Ray only: set it where the cluster starts "
+                                "(ray start --head --dashboard-host ...)")
+        if self.exposed and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+            raise UserError(f"refusing to serve the dashboard on {self.dashboard_host} with RAY_AUTH_MODE=disabled: "
+                            "anyone who reaches it could run code (CVE-2023-48022); unset RAY_AUTH_MODE or use 127.0.0.1")
+        return self
+
+    @property
+    def exposed(self) -> bool:
+        """True when the dashboard would listen beyond this machine."""
+        try:
+            return not ipaddress.ip_address(self.dashboard_host).is_loopback
+        except ValueError:
+            return self.dashboard_host != "localhost"
+
+
+def token_path() -> Path:
+    """Where Ray keeps the dashboard's sign-in token."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def exposure_warning(host: str, port: int) -> str:
+    bar = "!" * 78
+    return "\n".join([
+        bar,
+        f"WARNING: the Ray dashboard will listen on {host}:{port}, reachable from other machines.",
+        "Exposed Ray dashboards and Jobs APIs let anyone run code on the cluster; unauthenticated ones",
+        "were mass-exploited (ShadowRay, CVE-2023-48022). Token authentication stays on; keep the token",
+        f"in {token_path()} secret, firewall port {port}, or prefer an SSH tunnel:",
+        f"    ssh -L {port}:127.0.0.1:{port} THIS_HOST   and keep --dashboard-host at 127.0.0.1.",
+        bar,
+    ])
+
+
+@contextmanager
+def connect(options: ClusterOptions, log: Callable[[str], None] = print) -> Iterator[None]:
+    """Start or join Ray for the experiment; shut it down afterwards if this call started it.
+
+    A Ray session that is already initialised in this process (a notebook, a test) is used as is.
+    """
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    # Trials write their output to their own train.log; the terminal shows the progress table.
+    if options.address:
+        context = ray.init(address=options.address, log_to_driver=False)
+    else:
+        if options.dashboard and options.exposed:
+            print(exposure_warning(options.dashboard_host, options.dashboard_port), file=sys.stderr, flush=True)
+        context = ray.init(num_cpus=options.num_cpus, include_dashboard=options.dashboard,
+                           dashboard_host=options.dashboard_host, dashboard_port=options.dashboard_port,
+                           log_to_driver=False)
+    if options.dashboard and context.dashboard_url:
+        log(f"Ray dashboard: http://{context.dashboard_url}")
+        log(f"  sign in with the token in {token_path()} (API clients: 'Authorization: Bearer <token>')")
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,0 +1,226 @@
+"""What an experiment runs, decided and validated before Ray starts (this module imports no Ray).
+
+An :class:`ExperimentPlan` turns a search space or an ablation preset plus the command line into
+the list of trial configurations, the run directory and the resources. Trials receive the plan and
+rebuild their config from it with :meth:`ExperimentPlan.trial_config`, so the driver, the trials and
+``results.parquet`` all compute a trial's config the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from sspa_ray.config import Config, make_config
+from sspa_ray.data import data_root, read_listing
+from sspa_ray.errors import RunDirError, SpecError
+from sspa_ray.specs.ablation import AblationSpec, TrialSpec
+from sspa_ray.specs.search_space import SearchSpace
+
+PLAN_FILE = "experiment.json"
+SPEC_FILE = "spec.yaml"
+RESULTS_FILE = "results.parquet"
+# Ray's experiment state lives here when --storage is not given.
+DEFAULT_STORAGE_DIR = "ray"
+# Environment variables of the driver that every trial sees too (cache dir, data root, test hooks).
+ENV_PREFIX = "SSPA_"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 0     # 0: the engine runs in the trial process; N: a TorchTrainer of N workers
+    max_concurrent: int = 0        # 0: as many as the cluster's resources allow
+    max_failures: int = 2
+
+    def check(self) -> "Resources":
+        if self.cpus_per_trial <= 0:
+            raise SpecError(f"--cpus-per-trial {self.cpus_per_trial} is invalid: give a number > 0, e.g. 1")
+        if self.gpus_per_trial < 0:
+            raise SpecError(f"--gpus-per-trial {self.gpus_per_trial} is invalid: give 0, a fraction such as 0.25, or a whole number")
+        if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
+            raise SpecError(f"--gpus-per-trial {self.gpus_per_trial} is invalid: above 1 it must be a whole number of GPUs")
+        if self.workers_per_trial < 0:
+            raise SpecError(f"--workers-per-trial {self.workers_per_trial} is invalid: 0 runs in the trial process, N >= 1 uses N Train workers")
+        per_worker = self.gpus_per_trial / max(1, self.workers_per_trial)
+        if self.workers_per_trial > 1 and self.gpus_per_trial and not float(per_worker).is_integer():
+            raise SpecError(f"--gpus-per-trial {self.gpus_per_trial} does not split into whole GPUs for "
+                            f"{self.workers_per_trial} DDP workers: give a multiple of --workers-per-trial")
+        if self.max_concurrent < 0:
+            raise SpecError(f"--max-concurrent {self.max_concurrent} is invalid: give 0 (no limit) or a number >= 1")
+        if self.max_failures < 0:
+            raise SpecError(f"--max-failures {self.max_failures} is invalid: give 0 (no retries) or more")
+        return self
+
+
+@dataclass
+class ExperimentPlan:
+    kind: str                               # "tune" | "ablate"
+    name: str
+    target: str
+    sets: dict[str, Any]                    # --aux, --data-root and --set, applied last
+    seeds: int                              # tune: replicas of each configuration; ablate: as expanded
+    out: Path                               # the experiment directory (tables, results.parquet)
+    storage: str                            # Ray's storage_path: a local path or a URI
+    spec_text: str                          # the YAML that was run, copied to spec.yaml
+    metric: str = "macro_f1"
+    mode: str = "max"
+    resources: Resources = field(default_factory=Resources)
+    env: dict[str, str] = field(default_factory=dict)
+    space: SearchSpace | None = None
+    trials: list[TrialSpec] = field(default_factory=list)
+    row_names: list[str] = field(default_factory=list)
+
+    # ---- building ------------------------------------------------------------------------
+    @classmethod
+    def for_search(cls, space: SearchSpace, *, target: str, sets: dict[str, Any], seeds: int,
+                   out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "ExperimentPlan":
+        if seeds < 1:
+            raise SpecError(f"--seeds {seeds} is invalid: give a whole number >= 1")
+        if seeds > 1 and "train.seed" in space.space:
+            raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
+        if seeds > 1 and space.search == "optuna":
+            raise SpecError(f"{space.path}: --seeds {seeds} cannot replicate Optuna's suggestions; "
+                            "use search: random or grid, or rerun the best configuration with --seeds")
+        _check_data(space.check_points(target, sets))
+        plan = cls(kind="tune", name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
+                   out=Path(), storage="", spec_text=space.path.read_text(encoding="utf-8"),
+                   metric=space.metric, mode=space.mode, resources=resources.check(), space=space)
+        return plan._place(out, storage)
+
+    @classmethod
+    def for_ablation(cls, spec: AblationSpec, *, target: str, sets: dict[str, Any], seeds: int | None,
+                     out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "ExperimentPlan":
+        trials = spec.trials(target, sets, seeds)
+        _check_data(make_config(target, t.overrides) for t in trials)
+        plan = cls(kind="ablate", name=name or spec.name, target=target, sets=dict(sets),
+                   seeds=spec.seeds if seeds is None else seeds, out=Path(), storage="",
+                   spec_text=spec.path.read_text(encoding="utf-8"), metric=spec.metrics[0], mode="max",
+                   resources=resources.check(), trials=trials,
+                   row_names=[spec.row_name(i) for i in range(len(spec.rows))])
+        return plan._place(out, storage)
+
+    def _place(self, out: Path | None, storage: str | None) -> "ExperimentPlan":
+        self.out = (out or Path("experiments") / self.name).expanduser().resolve()
+        self.storage = storage or str(self.out / DEFAULT_STORAGE_DIR)
+        if "://" not in self.storage:
+            self.storage = str(Path(self.storage).expanduser().resolve())
+        self.env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+        return self
+
+    # ---- what one trial runs ---------------------------------------------------------------
+    def varied_keys(self) -> list[str]:
+        if self.kind == "tune":
+            keys = [k for k in self.space.space if k not in self.sets]
+        else:
+            keys = list(dict.fromkeys(k for t in self.trials for k in t.overrides
+                                      if len({repr(u.overrides.get(k)) for u in self.trials}) > 1))
+        if self.seeds > 1 and "train.seed" not in keys:
+            keys.append("train.seed")
+        return keys
+
+    def trial_layers(self, tune_config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """The config layers of one trial (lowest precedence first) and its ablation row (-1: tune)."""
+        if self.kind == "ablate":
+            trial = self.trials[int(tune_config["trial_index"])]
+            return [trial.overrides], trial.row
+        point = {k: v for k, v in tune_config.items() if k in self.space.space}
+        layers = [self.space.fixed, point, self.sets]
+        if "train.seed" in tune_config and "train.seed" not in self.space.space:
+            layers.append({"train.seed": tune_config["train.seed"]})
+        return layers, -1
+
+    def trial_config(self, tune_config: Mapping[str, Any]) -> tuple[Config, int]:
+        """The config one trial runs and its ablation row; torch threads follow the trial's CPUs."""
+        layers, row = self.trial_layers(tune_config)
+        cfg = make_config(self.target, *layers)
+        if "train.num_threads" not in self.sets:
+            res = self.resources
+            cfg.set("train.num_threads", max(1, int(res.cpus_per_trial / max(1, res.workers_per_trial))))
+        return cfg, row
+
+    def base_config(self) -> Config:
+        """The config without the space's values: fixed keys and --set (tune only)."""
+        return make_config(self.target, self.space.fixed, self.sets)
+
+    # ---- the experiment directory ------------------------------------------------------------
+    @property
+    def experiment_path(self) -> str:
+        """Where Ray keeps this experiment's state, trial directories and checkpoints."""
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+    def prepare_out(self, *, resume: bool, overwrite: bool) -> None:
+        """Check --out against --resume/--overwrite and create it; nothing is ever silently replaced."""
+        out = self.out
+        if resume and overwrite:
+            raise RunDirError("--resume and --overwrite contradict each other: give one of them")
+        has_plan = (out / PLAN_FILE).is_file()
+        if resume:
+            if not has_plan:
+                raise RunDirError(f"--resume: {out} holds no experiment ({PLAN_FILE} is missing); run without --resume to start one")
+            self._check_same_as_stored()
+            return
+        if out.exists() and not out.is_dir():
+            raise RunDirError(f"--out {out} is a file: give a directory")
+        if out.is_dir() and any(out.iterdir()):
+            if not overwrite:
+                raise RunDirError(f"--out {out} already exists: add --resume to continue it or --overwrite to replace it")
+            if not has_plan:
+                raise RunDirError(f"--overwrite refuses to delete {out}: it is not an sspa-ray experiment ({PLAN_FILE} is missing)")
+            shutil.rmtree(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirError(f"--out {out} is not writable ({exc.strerror}); choose another directory") from None
+
+    def save(self) -> None:
+        """Write spec.yaml and experiment.json; `sspa-ray report` and --resume read them back."""
+        (self.out / SPEC_FILE).write_text(self.spec_text, encoding="utf-8")
+        (self.out / PLAN_FILE).write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "name": self.name, "target": self.target, "overrides": self.sets,
+            "seeds": self.seeds, "storage": self.storage, "experiment_path": self.experiment_path,
+            "metric": self.metric, "mode": self.mode, "resources": asdict(self.resources),
+            "trials": len(self.trials) if self.kind == "ablate" else None,
+        }
+
+    def _check_same_as_stored(self) -> None:
+        stored = json.loads((self.out / PLAN_FILE).read_text(encoding="utf-8"))
+        stored_spec = (self.out / SPEC_FILE).read_text(encoding="utf-8") if (self.out / SPEC_FILE).is_file() else None
+        mine = self.summary()
+        for key in ("kind", "name", "target", "overrides", "seeds", "storage"):
+            if stored.get(key) != json.loads(json.dumps(mine[key])):
+                raise RunDirError(
+                    f"--resume: {self.out} was started with {key}={stored.get(key)!r}, this command gives "
+                    f"{mine[key]!r}; resume with the original options, or start a new --out"
+                )
+        if stored_spec is not None and stored_spec != self.spec_text:
+            raise RunDirError(f"--resume: the YAML differs from {self.out / SPEC_FILE}, which this experiment ran; "
+                              "resume with the original file, or start a new --out")
+
+
+def _check_data(configs: Iterable[Config]) -> None:
+    """Read the label files of every dataset split the trials use (no images), so a missing folder
+    or a malformed line stops the command before Ray starts. The synthetic target is generated."""
+    seen: set[tuple] = set()
+    for cfg in configs:
+        if cfg.data.target == "synthetic":
+            continue
+        root = data_root(cfg.data.root)
+        needed = [(cfg.data.target, "train"), (cfg.data.target, "test")]
+        if cfg.data.aux != "none" and cfg.data.aux_ratio > 0:
+            needed.append((cfg.data.aux, "train"))
+        for dataset, split in needed:
+            if (root, dataset, split) not in seen:
+                seen.add((root, dataset, split))
+                read_listing(dataset, split, root)

@@ -1,0 +1,158 @@
+"""Watching a running experiment: a live per-trial table in the terminal and per-trial Ray metrics.
+
+The table is a Tune callback on the driver; it reprints when a trial changes status and otherwise at
+most every ``interval_s`` seconds, so it stays readable in a terminal and in a log file alike. The
+gauges are set by each trial and show up in the Ray dashboard's metrics (Prometheus) as
+``sspa_trial_stage``, ``sspa_trial_clean_share``, ``sspa_trial_accuracy``, ``sspa_trial_img_per_s``
+and ``sspa_trial_epoch``, tagged with the trial id.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+from ray.tune import Callback
+from ray.util.metrics import Gauge
+
+from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.orchestration.results import trial_status
+
+_GAUGES = {
+    "epoch": "finished epochs",
+    "stage": "training stage: 0 = sample selection (SS), 1 = paired augmentation (PA)",
+    "clean_share": "share of the auxiliary set currently selected as clean",
+    "accuracy": "test accuracy after the last epoch",
+    "img_per_s": "training throughput, images per second",
+}
+_STAGES = {"SS": 0, "PA": 1}
+_FINISHED = ("completed", "stopped", "diverged", "errored")
+
+
+@functools.cache
+def _gauge(name: str) -> Gauge:
+    return Gauge(f"sspa_trial_{name}", description=_GAUGES[name], tag_keys=("trial",))
+
+
+class TrialGauges:
+    """Per-trial Ray metrics, set from each epoch's report."""
+
+    def __init__(self, trial_id: str):
+        self.tags = {"trial": trial_id}
+
+    def update(self, metrics: dict[str, Any]) -> None:
+        values = dict(metrics, stage=_STAGES.get(metrics.get("stage")))
+        for name in _GAUGES:
+            value = values.get(name)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                _gauge(name).set(float(value), tags=self.tags)
+
+
+class ProgressTable(Callback):
+    """Prints trial | varied keys | epoch/total | stage | clean share | macro_f1 | status.
+
+    On a terminal the table is redrawn in place every ``refresh_s`` seconds. Elsewhere (a log file,
+    CI) it is printed when a trial finishes and otherwise every ``interval_s`` seconds.
+    """
+
+    def __init__(self, plan: ExperimentPlan, interval_s: float = 30.0, refresh_s: float = 1.0,
+                 stream: TextIO | None = None):
+        self.plan = plan
+        self.interval_s = interval_s
+        self.refresh_s = refresh_s
+        self.stream = stream
+        self._keys = plan.varied_keys()
+        self._epochs: dict[str, int] = {}
+        self._last_print = 0.0
+        self._last_text = ""
+        self._finished = 0
+        self._drawn_lines = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles callbacks with the experiment state; the stream is the driver's own.
+        return {**self.__dict__, "stream": None, "_drawn_lines": 0}
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        now = time.monotonic()
+        out = self.stream or sys.stdout
+        if out.isatty():
+            if now - self._last_print >= self.refresh_s:
+                self._show(trials, redraw=True)
+            return
+        finished = sum(self._status(t) in _FINISHED for t in trials)
+        if finished != self._finished or now - self._last_print >= self.interval_s:
+            self._finished = finished
+            self._show(trials, redraw=False)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._show(trials, redraw=(self.stream or sys.stdout).isatty(), final=True)
+
+    # ---- rendering --------------------------------------------------------------------------
+    def _planned_epochs(self, trial) -> int:
+        if trial.trial_id not in self._epochs:
+            cfg, _ = self.plan.trial_config(trial.config)
+            self._epochs[trial.trial_id] = cfg.train.epochs
+        return self._epochs[trial.trial_id]
+
+    def _status(self, trial) -> str:
+        status = trial_status(trial.status, trial.last_result or {}, self._planned_epochs(trial))
+        if status == "pending" and trial.status == "RUNNING":
+            status = "running"
+        if trial.num_failures and status in ("running", "pending"):
+            status += f" (retry {trial.num_failures})"
+        return status
+
+    def _show(self, trials: list, *, redraw: bool, final: bool = False) -> None:
+        self._last_print = time.monotonic()
+        text = self._render(trials)
+        if final and text == self._last_text:
+            return
+        self._last_text = text
+        out = self.stream or sys.stdout
+        if redraw and self._drawn_lines:
+            out.write(f"\x1b[{self._drawn_lines}F\x1b[J")  # back to the table's first line, clear below
+        out.write(text + "\n")
+        out.flush()
+        self._drawn_lines = text.count("\n") + 1
+
+    def _render(self, trials: list) -> str:
+        header = ["trial", *self._keys, "epoch", "stage", "clean", "macro_f1", "status"]
+        rows = [header]
+        statuses = []
+        for trial in trials:
+            result = trial.last_result or {}
+            values = self._varied_values(trial)
+            epoch = result.get("epoch")
+            statuses.append(self._status(trial))
+            rows.append([
+                trial.trial_id,
+                *(_fmt(values.get(k)) for k in self._keys),
+                f"{epoch if epoch is not None else '-'}/{self._planned_epochs(trial)}",
+                str(result.get("stage", "-")),
+                _fmt(result.get("clean_share")),
+                _fmt(result.get("macro_f1")),
+                statuses[-1],
+            ])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        done = sum(s in _FINISHED for s in statuses)
+        lines = [f"== {self.plan.name}: {done}/{len(trials)} trials finished =="]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        return "\n".join(lines)
+
+    def _varied_values(self, trial) -> dict[str, Any]:
+        layers, _ = self.plan.trial_layers(trial.config)
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(layer)
+        return merged
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,115 @@
+"""From Tune's experiment state to ``results.parquet``: one row per trial (ARCHITECTURE.md).
+
+Columns: every dotted config key, ``trial_id``, ``status``, ``error``, ``epochs_done``, the final
+``accuracy``/``macro_precision``/``macro_recall``/``macro_f1``, the same at the best epoch as
+``best.*`` plus ``best.epoch`` (chosen on the test set, as the engine's metrics.json does),
+``clean_share``, ``selection_precision``, ``selection_recall`` and ``row`` (-1 for tune).
+
+Status: ``completed`` (all epochs ran), ``stopped`` (the ASHA scheduler ended it early),
+``diverged`` (NaN/inf loss), ``errored`` (raised after its retries) or ``pending`` (not finished).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import pandas as pd
+
+from sspa_ray.config import KEYS
+from sspa_ray.orchestration.plan import RESULTS_FILE, ExperimentPlan
+from sspa_ray.report import render_experiment
+
+METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+EXTRA = ("clean_share", "selection_precision", "selection_recall")
+DIVERGED = "diverged"
+# The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
+BEST_BY = "accuracy"
+COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
+           *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row")
+
+
+def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> str:
+    """A trial's status in results.parquet from Tune's status and its last report."""
+    if tune_status == "ERROR":
+        return "errored"
+    if last_result.get(DIVERGED):
+        return "diverged"
+    if tune_status != "TERMINATED":
+        return "pending"
+    return "completed" if (last_result.get("epoch") or 0) >= planned_epochs else "stopped"
+
+
+def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict[str, Any]:
+    """One results.parquet row from a Tune trial and its reported history."""
+    cfg, row = plan.trial_config(trial.config)
+    last = dict(trial.last_result or {})
+    status = trial_status(trial.status, last, cfg.train.epochs)
+    epochs = _epoch_history(history)
+    record: dict[str, Any] = {**cfg.to_flat(), "trial_id": trial.trial_id, "status": status, "row": row}
+    record["epochs_done"] = int(epochs["epoch"].max()) if len(epochs) else 0
+    final = epochs.iloc[-1].to_dict() if len(epochs) else {}
+    if status == "diverged":
+        final = {}
+        record["error"] = f"diverged in epoch {last.get('epoch')}: loss {last.get('loss')}"
+    elif status == "errored":
+        record["error"] = _error_text(trial)
+    else:
+        record["error"] = ""
+    for name in (*METRICS, *EXTRA):
+        record[name] = _number(final.get(name))
+    if len(epochs) and BEST_BY in epochs and epochs[BEST_BY].notna().any():
+        best = epochs.loc[epochs[BEST_BY].idxmax()].to_dict()
+        record.update({f"best.{m}": _number(best.get(m)) for m in METRICS})
+        record["best.epoch"] = int(best["epoch"])
+    else:
+        record.update({f"best.{m}": math.nan for m in METRICS})
+        record["best.epoch"] = -1
+    return record
+
+
+def collect(plan: ExperimentPlan) -> pd.DataFrame:
+    """Read the experiment's trials from storage (also mid-way or after a kill) into the table."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(plan.experiment_path)
+    histories = analysis.trial_dataframes
+    rows = [trial_row(plan, t, histories.get(t.trial_id)) for t in analysis.trials]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    # Trial ids end in their creation index, so this is the order of the grid / the ablation rows.
+    return frame.sort_values(["row", "trial_id"], kind="stable").reset_index(drop=True)
+
+
+def write_results(plan: ExperimentPlan) -> pd.DataFrame:
+    """Write results.parquet and the tables into the experiment directory."""
+    frame = collect(plan)
+    frame.to_parquet(plan.out / RESULTS_FILE, index=False)
+    render_experiment(plan.out, ("md", "csv", "tex"), "final")
+    return frame
+
+
+def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
+    """The per-epoch reports, one per epoch: a resumed trial may report an epoch twice (keep the last)."""
+    if history is None or not len(history) or "epoch" not in history:
+        return pd.DataFrame(columns=["epoch", *METRICS, *EXTRA])
+    epochs = history[history["epoch"].notna()]
+    if DIVERGED in epochs:
+        epochs = epochs[epochs[DIVERGED].isna() | (epochs[DIVERGED] == 0)]
+    epochs = epochs.drop_duplicates("epoch", keep="last").sort_values("epoch")
+    return epochs.reset_index(drop=True)
+
+
+def _number(value: Any) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def _error_text(trial) -> str:
+    error = trial.get_error()
+    text = str(error) if error is not None else "errored"
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    # Tune wraps the trial's traceback; its last line names the exception that was raised.
+    return lines[-1][:500] if lines else "errored"

@@ -1,0 +1,208 @@
+"""One Tune trial: the SSPA-JT engine run for one configuration.
+
+Two paths run the same ``sspa_ray.engine.fit`` with the same checkpoint format:
+
+- ``--workers-per-trial 0`` (default): the engine runs inside the trial process and reports each
+  epoch through ``ray.tune.report``. No Train worker actor is started, which saves ~19 s a trial.
+- ``--workers-per-trial N``: the trial fits a ``TorchTrainer`` of N DDP workers; their reports reach
+  Tune through ``TuneReportCallback``.
+
+Every epoch's checkpoint is reported as a directory holding the engine's ``epoch_NNNN/`` folder, so
+restoring is copying that directory back into ``run_dir/checkpoints`` and calling
+``fit(resume=True)``; the resumed run is the run that would have happened without the fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow.fs
+import ray.train
+import ray.tune
+
+from sspa_ray.config import from_flat
+from sspa_ray.engine import TrainingDiverged, fit
+from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.orchestration.progress import TrialGauges
+
+# Files of a finished run that are copied next to the trial's Tune results in storage.
+OUTPUT_FILES = ("metrics.json", "selection.csv", "train.log")
+DIVERGED = "diverged"
+_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+
+
+def run_trial(tune_config: dict[str, Any], plan: ExperimentPlan) -> None:
+    """The Tune function trainable: build this trial's config and run it on one of the two paths."""
+    os.environ.update(plan.env)
+    cfg, _ = plan.trial_config(tune_config)
+    context = ray.tune.get_context()
+    trial_dir_name = Path(context.get_trial_dir()).name
+    outputs_uri = f"{plan.experiment_path}/{trial_dir_name}"
+    if plan.resources.workers_per_trial == 0:
+        _run_in_process(cfg.to_flat(), Path.cwd() / "run", outputs_uri, context.get_trial_id())
+    else:
+        _run_with_torch_trainer(cfg.to_flat(), plan, context.get_trial_id(), outputs_uri)
+
+
+# ---- single-device path ---------------------------------------------------------------------------
+
+def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial_id: str) -> None:
+    cfg = from_flat(flat).validate()
+    restored = _restore(ray.tune.get_checkpoint(), run_dir)
+    gauges = TrialGauges(trial_id)
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
+        gauges.update(metrics)
+        with _staged(checkpoint_dir) as staged:
+            ray.tune.report(dict(metrics), checkpoint=ray.tune.Checkpoint.from_directory(staged))
+
+    with _log_file(run_dir) as log:
+        try:
+            fit(cfg, run_dir, report=report, resume=restored, log=log)
+        except TrainingDiverged as exc:
+            log(f"diverged: {exc}")
+            ray.tune.report(_diverged_metrics(exc))
+    _publish(run_dir, outputs_uri)
+
+
+# ---- TorchTrainer path ------------------------------------------------------------------------------
+
+def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial_id: str, outputs_uri: str) -> None:
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    res = plan.resources
+    workers = res.workers_per_trial
+    gpus = res.gpus_per_trial / workers
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"config": flat, "env": plan.env, "outputs_uri": outputs_uri, "trial_id": trial_id},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers,
+            use_gpu=gpus > 0,
+            resources_per_worker={"CPU": res.cpus_per_trial / workers, **({"GPU": gpus} if gpus else {})},
+        ),
+        # A stable name under the experiment: a retried or resumed trial finds its Train run's
+        # checkpoints there. Retries are Tune's job (FailureConfig of the Tuner), not Train's.
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}",
+            storage_path=f"{plan.experiment_path}/_train",
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=0),
+        ),
+    )
+    trainer.fit()
+
+
+def _train_worker(loop_config: dict[str, Any]) -> None:
+    """Runs on every DDP rank. All ranks call ray.train.report once per epoch (Train V2 requires it);
+    only rank 0 passes the checkpoint and writes the run's files."""
+    os.environ.update(loop_config["env"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    run_dir = Path(tempfile.gettempdir()) / "sspa-ray-train" / loop_config["trial_id"] / f"rank{rank}"
+    cfg = from_flat(loop_config["config"]).validate()
+    restored = _restore(ray.train.get_checkpoint(), run_dir)
+    gauges = TrialGauges(loop_config["trial_id"]) if rank == 0 else None
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        if gauges is not None:
+            gauges.update(metrics)
+        if checkpoint_dir is None:
+            ray.train.report(dict(metrics))
+            return
+        with _staged(checkpoint_dir) as staged:
+            ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(staged),
+                             checkpoint_dir_name=checkpoint_dir.name)
+
+    with _log_file(run_dir) as log:
+        try:
+            fit(cfg, run_dir, report=report, resume=restored, log=log)
+        except TrainingDiverged as exc:
+            log(f"diverged: {exc}")
+            ray.train.report(_diverged_metrics(exc))
+    if rank == 0:
+        _publish(run_dir, loop_config["outputs_uri"])
+
+
+# ---- shared helpers ---------------------------------------------------------------------------------
+
+def _restore(checkpoint, run_dir: Path) -> bool:
+    """Put the latest reported checkpoint back into run_dir/checkpoints; True when there was one.
+
+    The reported directory holds exactly one ``epoch_NNNN/`` folder, so the engine finds it under
+    the name it wrote. Local checkpoints of an earlier attempt are replaced: the reported one is the
+    last the experiment knows about, and it may come from another node.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoint is None:
+        return False
+    checkpoints = run_dir / "checkpoints"
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    checkpoint.to_directory(str(checkpoints))
+    return True
+
+
+class _staged:
+    """A temporary directory holding hard links to one epoch's checkpoint folder, for reporting.
+
+    Reporting copies the directory to storage before it returns, so the links live only that long
+    and cost no extra disk space.
+    """
+
+    def __init__(self, checkpoint_dir: Path):
+        self.source = Path(checkpoint_dir)
+
+    def __enter__(self) -> str:
+        self.tmp = tempfile.mkdtemp(prefix=".report-", dir=self.source.parent.parent)
+        try:
+            shutil.copytree(self.source, Path(self.tmp) / self.source.name, copy_function=os.link)
+        except OSError:  # a file system without hard links
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            os.makedirs(self.tmp)
+            shutil.copytree(self.source, Path(self.tmp) / self.source.name)
+        return self.tmp
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class _log_file:
+    """The engine's log lines, and anything else the trial prints (data decoding progress,
+    warnings), go to run_dir/train.log instead of the driver's terminal."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "train.log"
+
+    def __enter__(self) -> Callable[[str], None]:
+        self.file = open(self.path, "a", encoding="utf-8", buffering=1)
+        self.redirects = contextlib.ExitStack()
+        self.redirects.enter_context(contextlib.redirect_stdout(self.file))
+        self.redirects.enter_context(contextlib.redirect_stderr(self.file))
+        return lambda line: print(line, file=self.file)
+
+    def __exit__(self, *exc) -> None:
+        self.redirects.close()
+        self.file.close()
+
+
+def _diverged_metrics(exc: TrainingDiverged) -> dict[str, Any]:
+    # NaN metrics: Optuna records the trial as failed and ASHA ignores it, instead of ranking it.
+    return {DIVERGED: 1, "epoch": int(exc.epoch), "loss": float(exc.loss), **{m: math.nan for m in _METRICS}}
+
+
+def _publish(run_dir: Path, outputs_uri: str) -> None:
+    """Copy the run's metrics.json, selection.csv and log next to the trial's results in storage."""
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(outputs_uri) if "://" in outputs_uri else (pyarrow.fs.LocalFileSystem(), outputs_uri)
+    filesystem.create_dir(root, recursive=True)
+    for name in OUTPUT_FILES:
+        source = run_dir / name
+        if source.is_file():
+            pyarrow.fs.copy_files(str(source), f"{root}/{name}", source_filesystem=pyarrow.fs.LocalFileSystem(),
+                                  destination_filesystem=filesystem)

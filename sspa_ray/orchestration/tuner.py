@@ -1,0 +1,140 @@
+"""Build, run and resume the Tune experiment of an :class:`ExperimentPlan`.
+
+- ``search: grid`` becomes ``tune.grid_search`` (repeated ``num_samples`` times); ``random`` and
+  ``optuna`` draw ``num_samples`` trials, Optuna through a seeded ``OptunaSearch`` behind a
+  ``ConcurrencyLimiter``. ``scheduler: asha`` is ``AsyncHyperBandScheduler`` on the ``epoch`` count.
+- An ablation runs its explicit list of trial configs as a grid over trial indices.
+- ``--seeds N`` replicates every configuration with ``train.seed`` = base .. base+N-1.
+- The experiment lives at ``storage/name`` (stable, no timestamps), so ``--resume`` restores it with
+  ``Tuner.restore(..., resume_errored=True)``: finished trials stay finished, unfinished ones
+  continue from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable
+
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from sspa_ray.orchestration.cluster import ClusterOptions, connect
+from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.orchestration.progress import ProgressTable
+from sspa_ray.orchestration.results import write_results
+from sspa_ray.orchestration.trial import run_trial
+from sspa_ray.specs.search_space import Distribution
+
+# Keep the last two reported checkpoints of each trial in storage: restoring needs only the
+# newest, and the one before covers a newest one that was cut off mid-upload.
+CHECKPOINTS_KEPT = 2
+# Seconds between snapshots of the experiment state; a killed driver loses at most this much.
+STATE_SNAPSHOT_S = "5"
+
+
+def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: ClusterOptions = ClusterOptions(),
+                   progress_interval_s: float = 15.0, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run (or resume) the experiment on Ray and write results.parquet and the tables into plan.out."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_SNAPSHOT_S)
+    # Frequent snapshots are what we want (see CHECKPOINTS_KEPT); Ray would warn about each one.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    plan.save()
+    with connect(cluster, log=log):
+        trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), trial_resources(plan))
+        if resume and tune.Tuner.can_restore(plan.experiment_path):
+            log(f"resuming {plan.experiment_path}")
+            tuner = tune.Tuner.restore(plan.experiment_path, trainable=trainable, resume_errored=True)
+        else:
+            if resume:
+                log(f"no experiment state in {plan.experiment_path} yet: starting from the beginning")
+            tuner = build_tuner(plan, trainable, progress_interval_s)
+        tuner.fit()
+        frame = write_results(plan)
+    log(f"{len(frame)} trials: " + ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()))
+    log(f"results: {plan.out / 'results.parquet'}  tables: {plan.out / 'table.md'}")
+    return frame
+
+
+def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15.0) -> tune.Tuner:
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(plan),
+        tune_config=tune_config(plan),
+        run_config=tune.RunConfig(
+            name=plan.name,
+            storage_path=plan.storage,
+            failure_config=tune.FailureConfig(max_failures=plan.resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            callbacks=[ProgressTable(plan, interval_s=progress_interval_s)],
+            verbose=0,  # the ProgressTable replaces Tune's own status output
+        ),
+    )
+
+
+def trial_resources(plan: ExperimentPlan) -> dict[str, float]:
+    res = plan.resources
+    if res.workers_per_trial:
+        # The trial only drives a TorchTrainer; its workers ask for the CPUs and GPUs.
+        return {"cpu": 0}
+    return {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
+
+
+def param_space(plan: ExperimentPlan) -> dict[str, Any]:
+    if plan.kind == "ablate":
+        return {"trial_index": tune.grid_search(list(range(len(plan.trials))))}
+    space = {key: _domain(dist) for key, dist in plan.space.space.items() if key not in plan.sets}
+    if plan.seeds > 1:
+        base = plan.base_config().train.seed
+        space["train.seed"] = tune.grid_search(list(range(base, base + plan.seeds)))
+    return space
+
+
+def _domain(dist: Distribution):
+    args = list(dist.args)
+    if dist.kind == "grid":
+        return tune.grid_search(args)
+    if dist.kind == "choice":
+        return tune.choice(args)
+    if dist.kind == "uniform":
+        return tune.uniform(*args)
+    if dist.kind == "loguniform":
+        return tune.loguniform(*args)
+    if dist.kind == "randint":
+        return tune.randint(args[0], args[1] + 1)  # the YAML's upper bound is included
+    return tune.quniform(*args)
+
+
+def tune_config(plan: ExperimentPlan) -> tune.TuneConfig:
+    limit = plan.resources.max_concurrent
+    if plan.kind == "ablate":
+        return tune.TuneConfig(num_samples=1, max_concurrent_trials=limit or None)
+    space = plan.space
+    seed = plan.base_config().train.seed
+    if space.search == "optuna":
+        searcher = ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=limit or _slots(plan))
+    else:
+        searcher = BasicVariantGenerator(random_state=seed, max_concurrent=limit)
+    scheduler = None
+    if space.scheduler == "asha":
+        asha = space.asha
+        scheduler = AsyncHyperBandScheduler(
+            time_attr="epoch", max_t=asha.max_t or plan.base_config().train.epochs,
+            grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
+        )
+    return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=searcher, scheduler=scheduler,
+                           num_samples=space.num_samples)
+
+
+def _slots(plan: ExperimentPlan) -> int:
+    """How many trials the cluster runs at once: Optuna learns more from fewer parallel guesses."""
+    res = plan.resources
+    cluster = ray.cluster_resources()
+    fits = cluster.get("CPU", 0) / res.cpus_per_trial
+    if res.gpus_per_trial:
+        fits = min(fits, cluster.get("GPU", 0) / res.gpus_per_trial)
+    return max(1, math.floor(fits))

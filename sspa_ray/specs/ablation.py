@@ -1,0 +1,406 @@
+"""Ablation presets: one YAML file per paper table, expanded into trials.
+
+A preset reads like the table it produces::
+
+    name: modules
+    title: Contribution of each module (Table 5)
+    layout: modules            # modules | grid | ratio | list: how the report lays the table out
+    metrics: [accuracy, macro_precision, macro_recall, macro_f1]
+    rows:                      # one table row each; keys not named keep their defaults;
+                               # an optional `label:` names the row (layout list)
+      - {modules.ssm: false, modules.fix_target: false, modules.moe: false, modules.pam: false}
+    across: {model.backbone: [resnet18, arm]}   # every row runs for every combination
+    only_for: {model.backbone: [rafdb, caers]}  # where the preset sets a key; elsewhere it keeps
+                                                # the target's default
+    fixed: {data.aux_ratio: 0.1}
+    seeds: 1
+    baseline: 0                # the row the significance test compares against
+    grid: [pam.beta, pam.alpha]   # layout grid only: the table's row key, then its column key
+    reference:                 # the paper's numbers in percent: per target, per across
+                               # combination, one entry per row (a list of `metrics`, or null)
+      metrics: [accuracy, macro_precision, macro_recall, macro_f1]
+      rafdb: {model.backbone=resnet18: [[85.06, 78.36, 75.93, 76.92], ...], ...}
+
+Precedence inside one trial: target defaults < ``fixed`` < the row < the ``across`` combination
+< ``train.seed`` < ``--set``. Trials whose configurations coincide after ``--set`` collapse into one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sspa_ray.config import TARGETS, coerce, make_config
+from sspa_ray.errors import ConfigError, SpecError
+from sspa_ray.specs._yaml import check_known, read_mapping
+
+LAYOUTS = ("modules", "grid", "ratio", "list")
+METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+ROW_LABEL = "label"
+TOP_KEYS = (
+    "name", "title", "layout", "metrics", "rows", "across", "only_for", "fixed", "seeds",
+    "baseline", "grid", "reference",
+)
+# The target comes from --target and seeds from `seeds`/--seeds; a preset setting them would
+# silently fight the command line.
+_RESERVED = {
+    "data.target": "the target comes from --target",
+    "train.seed": "seeds come from `seeds:` or --seeds (base seed: --set train.seed=N)",
+}
+
+Combo = tuple[tuple[str, Any], ...]
+# How the paper names the module toggles (Table 5's columns).
+MODULE_TITLES = {"modules.ssm": "SSM", "modules.fix_target": "D_T fixed", "modules.moe": "MoE", "modules.pam": "PAM"}
+
+
+@dataclass
+class TrialSpec:
+    row: int                  # index into spec.rows
+    overrides: dict           # flat dotted keys, ready for make_config(target, overrides)
+
+
+@dataclass
+class Reference:
+    """The paper's reported numbers (percent) for the preset's rows, per target and combination."""
+
+    metrics: tuple[str, ...] = ()
+    source: str = ""
+    values: dict[str, dict[Combo, list[dict[str, float | None] | None]]] = field(default_factory=dict)
+
+    def lookup(self, target: str, combo: Mapping[str, Any], row: int) -> dict[str, float | None] | None:
+        per_combo = self.values.get(target, {}).get(_combo_key(combo))
+        if per_combo is None or not 0 <= row < len(per_combo):
+            return None
+        return per_combo[row]
+
+
+@dataclass
+class AblationSpec:
+    name: str
+    title: str
+    layout: str
+    metrics: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    labels: list[str | None]
+    across: dict[str, list[Any]]
+    only_for: dict[str, tuple[str, ...]]
+    fixed: dict[str, Any]
+    seeds: int
+    baseline: int
+    grid: tuple[str, str] | None
+    reference: Reference
+    path: Path
+
+    # ---- what the table shows -----------------------------------------------------------
+    def row_keys(self) -> list[str]:
+        """Keys set by any row, in order of first appearance."""
+        return list(dict.fromkeys(key for row in self.rows for key in row))
+
+    def row_name(self, index: int) -> str:
+        """A row as the paper names it: its label, 'SSM + D_T fixed + MoE', 'moe.experts=3', or 'none'."""
+        if self.labels[index]:
+            return self.labels[index]
+        row = self.rows[index]
+        on = [MODULE_TITLES.get(k, k) for k, v in row.items() if v is True]
+        others = [f"{k}={_text_of(v)}" for k, v in row.items() if not isinstance(v, bool)]
+        return ", ".join(([" + ".join(on)] if on else []) + others) or "none"
+
+    def describe_row(self, index: int) -> str:
+        """A row as written in the YAML, for error messages."""
+        if self.labels[index]:
+            return repr(self.labels[index])
+        return "{" + ", ".join(f"{k}: {_text_of(v)}" for k, v in self.rows[index].items()) + "}"
+
+    # ---- expansion ----------------------------------------------------------------------
+    def applies(self, key: str, target: str) -> bool:
+        return target in self.only_for.get(key, TARGETS)
+
+    def active_across(self, target: str) -> dict[str, list[Any]]:
+        """The `across` keys this target runs (see `only_for`)."""
+        return {key: values for key, values in self.across.items() if self.applies(key, target)}
+
+    def trials(self, target: str, overrides: Mapping[str, Any] | None = None, seeds: int | None = None) -> list[TrialSpec]:
+        """Every trial of this preset on `target`, validated; `overrides` are the --set values."""
+        sets = dict(overrides or {})
+        target = coerce("data.target", sets.pop("data.target", target))
+        base_seed = coerce("train.seed", sets.pop("train.seed", 0))
+        n_seeds = self.seeds if seeds is None else seeds
+        if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
+            raise SpecError(f"--seeds {n_seeds!r} is invalid: give a whole number >= 1")
+        fixed = {k: v for k, v in self.fixed.items() if self.applies(k, target)}
+        across = self.active_across(target)
+        combos = [dict(zip(across, values)) for values in itertools.product(*across.values())]
+
+        trials, seen = [], set()
+        for combo in combos:
+            for index, row in enumerate(self.rows):
+                row_values = {k: v for k, v in row.items() if self.applies(k, target)}
+                for seed in range(base_seed, base_seed + n_seeds):
+                    layer = {**fixed, **row_values, **combo, "train.seed": seed, **sets}
+                    identity = tuple(self._config(target, layer, index, combo, overrides).to_flat().items())
+                    if identity in seen:
+                        continue
+                    seen.add(identity)
+                    trials.append(TrialSpec(row=index, overrides=layer))
+        return trials
+
+    def _config(self, target: str, layer: dict, index: int, combo: dict, sets: Mapping[str, Any] | None):
+        try:
+            return make_config(target, layer)
+        except ConfigError as exc:
+            where = f"rows[{index}] {self.describe_row(index)}"
+            if combo:
+                where += " with " + ", ".join(f"{k}={_text_of(v)}" for k, v in combo.items())
+            if sets:
+                where += " and --set " + " ".join(f"{k}={_text_of(v)}" for k, v in sets.items())
+            raise SpecError(f"{self.path}: {where} on target {target}: {exc}") from None
+
+
+def _text_of(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+
+
+# ---- finding presets --------------------------------------------------------------------------
+
+def preset_dirs() -> list[Path]:
+    """Where preset names are looked up: the checkout's ablations/, then the installed copy."""
+    dirs = [Path(__file__).resolve().parents[2] / "ablations"]
+    installed = importlib.util.find_spec("sspa_ray.presets")
+    if installed is not None and installed.submodule_search_locations:
+        dirs += [Path(p) for p in installed.submodule_search_locations]
+    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+def preset_names() -> list[str]:
+    return sorted({p.stem for d in preset_dirs() for p in d.glob("*.yaml")})
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    """A bare name picks ablations/NAME.yaml; anything that looks like a path is that path."""
+    text = str(name_or_path)
+    looks_like_path = "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
+    if looks_like_path or Path(text).is_file():
+        path = Path(text)
+        if not path.is_file():
+            raise SpecError(f"ablation file {text} does not exist; give a YAML file or a preset name")
+        return path
+    for folder in preset_dirs():
+        candidate = folder / f"{text}.yaml"
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(preset_names()) or "none found"
+    raise SpecError(f"unknown ablation preset '{text}': choose one of {names}, or give a YAML path")
+
+
+def load_ablation(name_or_path: str | Path) -> AblationSpec:
+    path = resolve_preset(name_or_path)
+    return parse_ablation(read_mapping(path), path)
+
+
+# ---- validation -----------------------------------------------------------------------------
+
+def parse_ablation(data: Mapping[str, Any], path: Path) -> AblationSpec:
+    """Validate a loaded YAML mapping; every problem is a one-line SpecError naming the key."""
+    check_known(path, "", data, TOP_KEYS)
+    for key in ("name", "title", "rows"):
+        if key not in data:
+            raise SpecError(f"{path}: missing required key '{key}'")
+    name = _text(path, "name", data["name"])
+    title = _text(path, "title", data["title"])
+    layout = data.get("layout", "list")
+    check_known(path, "layout: ", [layout], LAYOUTS)
+    metrics = _metrics(path, "metrics", data.get("metrics", list(METRICS)))
+
+    rows, labels = _rows(path, data["rows"])
+    fixed = _values(path, "fixed", data.get("fixed") or {})
+    across = _across(path, data.get("across") or {})
+    for key in across:
+        if any(key in row for row in rows) or key in fixed:
+            raise SpecError(f"{path}: across.{key} is also set in rows or fixed; set it in one place")
+    only_for = _only_for(path, data.get("only_for") or {}, set(fixed) | set(across) | {k for r in rows for k in r})
+    seeds = _count(path, "seeds", data.get("seeds", 1), lo=1)
+    baseline = _count(path, "baseline", data.get("baseline", 0), lo=0)
+    if baseline >= len(rows):
+        raise SpecError(f"{path}: baseline {baseline} is not a row index; choose 0..{len(rows) - 1}")
+    grid = _layout_checks(path, layout, rows, data.get("grid"))
+    reference = _reference(path, data.get("reference") or {}, metrics, across, len(rows))
+    return AblationSpec(
+        name=name, title=title, layout=layout, metrics=metrics, rows=rows, labels=labels,
+        across=across, only_for=only_for, fixed=fixed, seeds=seeds, baseline=baseline, grid=grid,
+        reference=reference, path=path,
+    )
+
+
+def _text(path, key, value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{path}: '{key}' must be a non-empty string")
+    return value.strip()
+
+
+def _count(path, key, value, *, lo) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise SpecError(f"{path}: '{key}: {value!r}' is invalid: expected a whole number >= {lo}")
+    return value
+
+
+def _metrics(path, where, value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{path}: '{where}' must be a non-empty list of {', '.join(METRICS)}")
+    check_known(path, f"{where}: ", value, METRICS)
+    if len(set(value)) != len(value):
+        raise SpecError(f"{path}: '{where}' lists a metric twice; list each once")
+    return tuple(value)
+
+
+def _value(path, where, key, value):
+    if not isinstance(key, str):
+        raise SpecError(f"{path}: {where}: key {key!r} is not a dotted config key such as pam.alpha")
+    if key in _RESERVED:
+        raise SpecError(f"{path}: {where}{key} cannot be set in a preset: {_RESERVED[key]}")
+    try:
+        return coerce(key, value)
+    except ConfigError as exc:
+        raise SpecError(f"{path}: {where}{key}: {exc}") from None
+
+
+def _values(path, where, mapping) -> dict[str, Any]:
+    if not isinstance(mapping, dict):
+        raise SpecError(f"{path}: '{where}' must be a mapping of dotted keys to values")
+    return {key: _value(path, f"{where}.", key, value) for key, value in mapping.items()}
+
+
+def _rows(path, raw) -> tuple[list[dict[str, Any]], list[str | None]]:
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"{path}: 'rows' must be a non-empty list of mappings, one per table row")
+    rows, labels = [], []
+    for i, row in enumerate(raw):
+        if not isinstance(row, dict):
+            raise SpecError(f"{path}: rows[{i}] must be a mapping such as {{moe.experts: 3}}")
+        label = row.get(ROW_LABEL)
+        if label is not None and not isinstance(label, str):
+            raise SpecError(f"{path}: rows[{i}].label must be a string")
+        values = _values(path, f"rows[{i}]", {k: v for k, v in row.items() if k != ROW_LABEL})
+        if values in rows:
+            raise SpecError(f"{path}: rows[{i}] repeats rows[{rows.index(values)}]; remove one")
+        rows.append(values)
+        labels.append(label)
+    return rows, labels
+
+
+def _across(path, raw) -> dict[str, list[Any]]:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: 'across' must map dotted keys to lists of values")
+    across = {}
+    for key, values in raw.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{path}: across.{key} must be a non-empty list of values")
+        coerced = [_value(path, "across.", key, v) for v in values]
+        if len(set(coerced)) != len(coerced):
+            raise SpecError(f"{path}: across.{key} lists a value twice; list each once")
+        across[key] = coerced
+    return across
+
+
+def _only_for(path, raw, used: set[str]) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: 'only_for' must map dotted keys to lists of targets")
+    out = {}
+    for key, targets in raw.items():
+        if key not in used:
+            raise SpecError(f"{path}: only_for.{key} names a key that no row, across or fixed sets; remove it")
+        if not isinstance(targets, list) or not targets:
+            raise SpecError(f"{path}: only_for.{key} must be a non-empty list of targets ({', '.join(TARGETS)})")
+        check_known(path, f"only_for.{key}: ", targets, TARGETS)
+        out[key] = tuple(targets)
+    return out
+
+
+def _layout_checks(path, layout, rows, grid) -> tuple[str, str] | None:
+    varied = list(dict.fromkeys(k for row in rows for k in row))
+    if layout != "grid" and grid is not None:
+        raise SpecError(f"{path}: 'grid' only applies to layout: grid; remove it or set layout: grid")
+    if layout == "grid":
+        if not (isinstance(grid, list) and len(grid) == 2 and all(isinstance(k, str) for k in grid)):
+            raise SpecError(f"{path}: layout: grid needs 'grid: [ROW_KEY, COLUMN_KEY]', e.g. [pam.beta, pam.alpha]")
+        for i, row in enumerate(rows):
+            if set(row) != set(grid):
+                raise SpecError(f"{path}: rows[{i}] must set exactly the grid keys {grid[0]} and {grid[1]}")
+        return grid[0], grid[1]
+    if layout == "ratio" and any("data.aux_ratio" not in row for row in rows):
+        raise SpecError(f"{path}: layout: ratio needs data.aux_ratio in every row")
+    if layout == "modules" and not any(k.startswith("modules.") for k in varied):
+        raise SpecError(f"{path}: layout: modules needs rows that set modules.* keys")
+    return None
+
+
+def _combo_key(combo: Mapping[str, Any]) -> Combo:
+    return tuple(sorted(combo.items()))
+
+
+def _parse_combo(path, where, text, across) -> Combo:
+    if not across:
+        raise SpecError(f"{path}: {where}: this preset has no 'across', so give the rows' list directly")
+    combo = {}
+    for part in str(text).split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in across:
+            raise SpecError(
+                f"{path}: {where}: '{text}' must name each across key as KEY=VALUE, "
+                f"e.g. {', '.join(f'{k}={v[0]}' for k, v in across.items())}"
+            )
+        combo[key] = _value(path, f"{where}: ", key, value.strip())
+        if combo[key] not in across[key]:
+            raise SpecError(f"{path}: {where}: {key}={combo[key]} is not one of across.{key}")
+    if set(combo) != set(across):
+        raise SpecError(f"{path}: {where}: '{text}' must give a value for each of {', '.join(across)}")
+    return _combo_key(combo)
+
+
+def _reference(path, raw, metrics, across, n_rows) -> Reference:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: 'reference' must be a mapping")
+    check_known(path, "reference.", raw, ("metrics", "source", *TARGETS))
+    ref_metrics = _metrics(path, "reference.metrics", raw.get("metrics", list(metrics)))
+    for metric in ref_metrics:
+        if metric not in metrics:
+            raise SpecError(f"{path}: reference.metrics lists {metric}, which 'metrics' does not; add it there")
+    source = raw.get("source", "")
+    values: dict[str, dict[Combo, list]] = {}
+    for target in TARGETS:
+        if target not in raw:
+            continue
+        block = raw[target]
+        if not across:
+            block = {"": block}
+        elif not isinstance(block, dict):
+            raise SpecError(f"{path}: reference.{target} must map each across combination (e.g. "
+                            f"{next(iter(across))}={next(iter(across.values()))[0]}) to one entry per row")
+        values[target] = {}
+        for combo_text, entries in block.items():
+            where = f"reference.{target}" + (f".{combo_text}" if across else "")
+            combo = _parse_combo(path, where, combo_text, across) if across else ()
+            values[target][combo] = _entries(path, where, entries, ref_metrics, n_rows)
+    return Reference(metrics=ref_metrics, source=str(source), values=values)
+
+
+def _entries(path, where, entries, metrics, n_rows):
+    if not isinstance(entries, list) or len(entries) != n_rows:
+        raise SpecError(f"{path}: {where} must list one entry per row ({n_rows}); use null where the paper has none")
+    out = []
+    for i, entry in enumerate(entries):
+        if entry is None:
+            out.append(None)
+            continue
+        numbers = entry if isinstance(entry, list) else [entry]
+        if len(numbers) != len(metrics):
+            raise SpecError(f"{path}: {where}[{i}] must give {len(metrics)} numbers ({', '.join(metrics)})")
+        for x in numbers:
+            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)):
+                raise SpecError(f"{path}: {where}[{i}]: {x!r} is not a number (percent) or null")
+        out.append({m: (None if x is None else float(x)) for m, x in zip(metrics, numbers)})
+    return out

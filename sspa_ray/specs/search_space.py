@@ -1,0 +1,292 @@
+"""Search-space YAML of ``sspa-ray tune``: parsing and validation, before any Ray code runs.
+
+A search space names dotted config keys and one distribution for each::
+
+    name: beta                  # experiment name (default: the file's stem)
+    metric: macro_f1            # accuracy | macro_precision | macro_recall | macro_f1
+    mode: max                   # max | min
+    search: grid                # grid | random | optuna
+    num_samples: 1              # grid: repeats of the grid; random/optuna: number of trials
+    scheduler: asha             # none | asha
+    grace_period: 2             # asha only: epochs before a trial may be stopped
+    max_t: 12                   # asha only: the longest a trial runs, in epochs (default: train.epochs)
+    reduction_factor: 2         # asha only: share of trials kept per rung is 1/reduction_factor
+    space:
+      pam.alpha: {grid: [1, 3, 5, 10]}
+      train.lr: {loguniform: [0.001, 0.1]}
+    fixed:
+      model.backbone: small
+
+Distributions: ``grid`` (every value, search: grid only), ``choice`` (one value drawn per trial),
+``uniform`` / ``loguniform`` [lo, hi], ``randint`` [lo, hi] (both ends included) and ``quniform``
+[lo, hi, q]. Every value and bound is checked against the key's allowed range, so a mistake such as
+``pam.alpha: {uniform: [0, 3]}`` stops before the cluster starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from sspa_ray.config import FIELDS, Config, allowed, check_key, coerce, make_config
+from sspa_ray.errors import ConfigError, SpecError
+from sspa_ray.specs._yaml import read_mapping
+
+METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+MODES = ("max", "min")
+SEARCHES = ("grid", "random", "optuna")
+SCHEDULERS = ("none", "asha")
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
+_ASHA_KEYS = ("grace_period", "max_t", "reduction_factor")
+TOP_LEVEL_KEYS = ("name", "metric", "mode", "search", "num_samples", "scheduler", *_ASHA_KEYS, "space", "fixed")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Above this many combinations, cross-key checks test each key's extremes one at a time.
+_MAX_CHECKED_COMBINATIONS = 4096
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One distribution of one key. ``args`` holds coerced values (grid, choice) or bounds."""
+
+    kind: str
+    args: tuple
+
+    def extremes(self) -> tuple:
+        """The values that bound what this distribution can draw, for cross-key checks."""
+        if self.kind in ("grid", "choice"):
+            return self.args
+        return self.args[:2]
+
+
+@dataclass(frozen=True)
+class Asha:
+    grace_period: int = 1
+    max_t: int | None = None  # None: the trial's train.epochs
+    reduction_factor: float = 2.0
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: Path
+    name: str
+    metric: str = "macro_f1"
+    mode: str = "max"
+    search: str = "grid"
+    num_samples: int = 1
+    scheduler: str = "none"
+    asha: Asha | None = None
+    space: dict[str, Distribution] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def varied_keys(self) -> tuple[str, ...]:
+        return tuple(self.space)
+
+    def grid_size(self) -> int:
+        """Configurations per repeat: the product of the grid lengths (1 without grids)."""
+        return math.prod(len(d.args) for d in self.space.values() if d.kind == "grid")
+
+    def check_points(self, target: str | None, overrides: Mapping[str, Any]) -> list[Config]:
+        """Build the config of every extreme point of the space; raise on the first invalid one.
+
+        Cross-key rules (selection epochs <= epochs, PAM needs SSM, ...) can only be checked on
+        whole configs; checking the extremes catches them before any trial starts. Returns the
+        configs, so callers can check what they need (data folders) without drawing trials.
+        """
+        keys = [k for k in self.space if k not in overrides]
+        candidates = [self.space[k].extremes() for k in keys]
+        if math.prod(len(c) for c in candidates) <= _MAX_CHECKED_COMBINATIONS:
+            points = [dict(zip(keys, values)) for values in itertools.product(*candidates)]
+        else:
+            base = {k: c[0] for k, c in zip(keys, candidates)}
+            points = [{**base, k: v} for k, c in zip(keys, candidates) for v in c]
+        configs = []
+        for point in points or [{}]:
+            try:
+                configs.append(make_config(target, self.fixed, point, overrides))
+            except ConfigError as exc:
+                shown = ", ".join(f"{k}={v}" for k, v in point.items()) or "the fixed keys"
+                raise SpecError(f"{self.path}: the point {shown} of the space is invalid: {exc}") from None
+        return configs
+
+
+def load_search_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file; every problem raises a one-line SpecError."""
+    path = Path(path)
+    doc = read_mapping(path)
+    lines = _key_lines(path, path.read_text(encoding="utf-8"))
+    return _SpaceParser(path, lines).parse(doc)
+
+
+class _SpaceParser:
+    def __init__(self, path: Path, lines: dict[str, int]):
+        self.path = path
+        self.lines = lines
+
+    def error(self, where: str, message: str) -> SpecError:
+        line = self.lines.get(where)
+        at = f"{self.path}:{line}" if line else str(self.path)
+        return SpecError(f"{at}: {where}: {message}")
+
+    def pick(self, doc: dict, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = doc.get(key, default)
+        if value not in choices:
+            near = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise self.error(key, f"{value!r} is not allowed{hint}: expected one of {', '.join(choices)}")
+        return value
+
+    def integer(self, doc: dict, key: str, default: int | None, lo: int) -> int | None:
+        value = doc.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise self.error(key, f"{value!r} is invalid: expected an integer >= {lo}")
+        return value
+
+    def parse(self, doc: dict) -> SearchSpace:
+        for key in doc:
+            if key not in TOP_LEVEL_KEYS:
+                near = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]}?" if near else f"allowed keys: {', '.join(TOP_LEVEL_KEYS)}"
+                raise self.error(str(key), f"unknown top-level key: {hint}")
+        name = doc.get("name", self.path.stem)
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise self.error("name", f"{name!r} is not a usable experiment name: use letters, digits, '.', '_' or '-'")
+        metric = self.pick(doc, "metric", METRICS, "macro_f1")
+        mode = self.pick(doc, "mode", MODES, "max")
+        search = self.pick(doc, "search", SEARCHES, "grid")
+        num_samples = self.integer(doc, "num_samples", 1, lo=1)
+        scheduler = self.pick(doc, "scheduler", SCHEDULERS, "none")
+        asha = self.parse_asha(doc) if scheduler == "asha" else None
+        if scheduler != "asha":
+            for key in _ASHA_KEYS:
+                if key in doc:
+                    raise self.error(key, "only applies with 'scheduler: asha'; remove it or set scheduler: asha")
+        space = self.parse_space(doc.get("space"), search)
+        fixed = self.parse_fixed(doc.get("fixed"))
+        for key in space:
+            if key in fixed:
+                raise self.error(f"fixed.{key}", "is also in space: keep it in one of the two")
+        return SearchSpace(self.path, name, metric, mode, search, num_samples, scheduler, asha, space, fixed)
+
+    def parse_asha(self, doc: dict) -> Asha:
+        grace = self.integer(doc, "grace_period", 1, lo=1)
+        max_t = self.integer(doc, "max_t", None, lo=1)
+        if max_t is not None and max_t < grace:
+            raise self.error("max_t", f"{max_t} is below grace_period={grace}: choose max_t >= grace_period")
+        factor = doc.get("reduction_factor", 2.0)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+            raise self.error("reduction_factor", f"{factor!r} is invalid: expected a number > 1, e.g. 2")
+        return Asha(grace, max_t, float(factor))
+
+    def parse_space(self, raw: Any, search: str) -> dict[str, Distribution]:
+        if not isinstance(raw, dict) or not raw:
+            raise self.error("space", "expected a mapping of dotted config keys to distributions, e.g. pam.alpha: {grid: [1, 3]}")
+        space = {}
+        for key, spec in raw.items():
+            where = f"space.{key}"
+            try:
+                check_key(str(key))
+            except ConfigError as exc:
+                raise self.error(where, str(exc)) from None
+            space[key] = self.parse_distribution(where, key, spec, search)
+        return space
+
+    def parse_distribution(self, where: str, key: str, spec: Any, search: str) -> Distribution:
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise self.error(where, "expected exactly one distribution, e.g. {grid: [1, 3]} or {uniform: [0.5, 10]}")
+        (kind, args), = spec.items()
+        if kind not in DISTRIBUTIONS:
+            near = difflib.get_close_matches(str(kind), DISTRIBUTIONS, n=1, cutoff=0.5)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise self.error(where, f"unknown distribution {kind!r}: {hint}use one of {', '.join(DISTRIBUTIONS)}")
+        if kind == "grid" and search != "grid":
+            raise self.error(where, f"'grid' needs 'search: grid' (this file has search: {search}); use {{choice: [...]}} instead")
+        if not isinstance(args, list) or not args:
+            raise self.error(where, f"{kind} expects a non-empty list, e.g. {{{kind}: {_example(kind)}}}")
+        if kind in ("grid", "choice"):
+            values = tuple(self.value(where, key, v, kind) for v in args)
+            if len(set(values)) != len(values):
+                raise self.error(where, f"{kind} lists a value twice: list each value once")
+            return Distribution(kind, values)
+        return self.parse_range(where, key, kind, args)
+
+    def parse_range(self, where: str, key: str, kind: str, args: list) -> Distribution:
+        key_type = str(FIELDS[key].type).replace(" | None", "")
+        wanted = "int" if kind == "randint" else "float"
+        if key_type != wanted:
+            use = "randint" if key_type == "int" else "uniform" if key_type == "float" else "grid or choice"
+            raise self.error(where, f"{kind} does not fit a key of type {key_type} ({allowed(key)}): use {use}")
+        size = 3 if kind == "quniform" else 2
+        if len(args) != size or any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args):
+            raise self.error(where, f"{kind} expects {size} numbers, e.g. {{{kind}: {_example(kind)}}}")
+        lo = self.value(where, key, args[0], f"{kind} lower bound")
+        hi = self.value(where, key, args[1], f"{kind} upper bound")
+        if not lo < hi:
+            raise self.error(where, f"{kind} bounds [{lo}, {hi}] are empty: the lower bound must be below the upper")
+        if kind == "loguniform" and lo <= 0:
+            raise self.error(where, f"loguniform needs a lower bound > 0, got {lo}: use uniform or raise the bound")
+        if kind == "quniform":
+            step = float(args[2])
+            if not 0 < step <= hi - lo:
+                raise self.error(where, f"quniform step {step} is invalid: expected 0 < q <= {hi - lo}")
+            return Distribution(kind, (lo, hi, step))
+        return Distribution(kind, (lo, hi))
+
+    def value(self, where: str, key: str, value: Any, what: str) -> Any:
+        try:
+            return coerce(key, value)
+        except ConfigError as exc:
+            raise self.error(where, f"{what} value {value!r} is rejected: {exc}") from None
+
+    def parse_fixed(self, raw: Any) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise self.error("fixed", "expected a mapping of dotted config keys to values, e.g. model.backbone: small")
+        fixed = {}
+        for key, value in raw.items():
+            try:
+                fixed[key] = coerce(str(key), value)
+            except ConfigError as exc:
+                raise self.error(f"fixed.{key}", str(exc)) from None
+        return fixed
+
+
+def _example(kind: str) -> str:
+    return {"grid": "[1, 3, 5]", "choice": "[1, 3, 5]", "uniform": "[0.5, 10]", "loguniform": "[0.001, 0.1]",
+            "randint": "[1, 10]", "quniform": "[0.5, 10, 0.5]"}[kind]
+
+
+def _key_lines(path: Path, text: str) -> dict[str, int]:
+    """Map each top-level key and each ``space.KEY`` / ``fixed.KEY`` to its 1-based line.
+
+    Composing the node tree (no object construction) also finds duplicate keys, which
+    ``yaml.safe_load`` would silently collapse. The text has already parsed with ``read_mapping``.
+    """
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[str, int] = {}
+    if not isinstance(root, yaml.MappingNode):
+        return lines
+
+    def walk(node: yaml.MappingNode, prefix: str) -> None:
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            name = prefix + str(key_node.value)
+            if name in seen:
+                raise SpecError(f"{path}:{key_node.start_mark.line + 1}: {name}: duplicate key; keep one entry")
+            seen.add(name)
+            lines[name] = key_node.start_mark.line + 1
+            if not prefix and key_node.value in ("space", "fixed") and isinstance(value_node, yaml.MappingNode):
+                walk(value_node, f"{key_node.value}.")
+
+    walk(root, "")
+    return lines

@@ -1,0 +1,201 @@
+"""Tables, statistics and plots from results.parquet, checked against hand-computed values.
+
+The fixtures are real experiment directories in the layout of ARCHITECTURE.md: results.parquet
+with every dotted config key, spec.yaml and experiment.json.
+"""
+
+import json
+import math
+import re
+import shutil
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from sspa_ray.config import KEYS, make_config
+from sspa_ray.report import render_experiment
+from sspa_ray.report.tables import rank_marks
+from sspa_ray.specs import load_ablation
+
+METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+
+
+def record(target, overrides, *, row, value, status="completed", error="", seed=0, extra=None):
+    """One results.parquet row; every metric gets `value` (NaN when the trial did not complete)."""
+    cfg = make_config(target, {**overrides, "train.seed": seed})
+    metric = value if status in ("completed", "stopped") else math.nan
+    out = {**cfg.to_flat(), "trial_id": f"t{row}_{seed}_{len(overrides)}", "status": status, "error": error,
+           "epochs_done": cfg.train.epochs if status == "completed" else 1, "row": row,
+           "best.epoch": cfg.train.epochs - 1, "clean_share": 0.5,
+           "selection_precision": math.nan, "selection_recall": math.nan}
+    for m in METRICS:
+        out[m] = metric
+        out[f"best.{m}"] = metric + 0.01
+    out.update(extra or {})
+    return out
+
+
+def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", overrides=None, name="exp"):
+    out = tmp_path / name
+    out.mkdir()
+    frame = pd.DataFrame.from_records(records)
+    assert set(KEYS) <= set(frame.columns)
+    frame.to_parquet(out / "results.parquet", index=False)
+    if preset:
+        shutil.copy(load_ablation(preset).path, out / "spec.yaml")
+    (out / "experiment.json").write_text(json.dumps(
+        {"kind": kind, "name": name, "target": target, "overrides": overrides or {}, "seeds": seeds,
+         "metric": "macro_f1", "mode": "max"}))
+    return out
+
+
+def all_trials(preset, target, value_of, seeds=1):
+    """A record for every trial of a preset; value_of(row, seed) gives its metric."""
+    spec = load_ablation(preset)
+    return [record(target, t.overrides, row=t.row, seed=t.overrides["train.seed"], value=value_of(t.row, t.overrides["train.seed"]))
+            for t in spec.trials(target, {}, seeds)]
+
+
+def test_mean_std_and_welch_p_match_hand_computed_values(tmp_path):
+    # Row 0 (k=1): 0.80, 0.82, 0.84 -> mean 82.00 %, std (ddof=1) 2.00 %.
+    # Row 2 (k=3, the baseline): 0.70, 0.71, 0.72 -> mean 71.00 %, std 1.00 %.
+    # Welch: t = 0.11 / sqrt(0.0004/3 + 0.0001/3) = 8.5206, df = 50/17, two-sided p = 0.00366.
+    a, b = [0.80, 0.82, 0.84], [0.70, 0.71, 0.72]
+    spec = load_ablation("experts")
+    rows = [record("synthetic", t.overrides, row=t.row, seed=t.overrides["train.seed"],
+                   value=(a if t.row == 0 else b)[t.overrides["train.seed"]])
+            for t in spec.trials("synthetic", {}, 3) if t.row in (0, 2)]
+    out = experiment(tmp_path, "experts", "synthetic", rows, seeds=3)
+    written = render_experiment(out)
+    table = pd.read_csv(written["csv"])
+    k1, k3 = table[table["moe.experts"] == 1].iloc[0], table[table["moe.experts"] == 3].iloc[0]
+    assert (k1["accuracy.mean_pct"], k1["accuracy.std_pct"], k1["accuracy.n"]) == (82.0, 2.0, 3)
+    assert (k3["accuracy.mean_pct"], k3["accuracy.std_pct"]) == (71.0, 1.0)
+    assert k1["accuracy.p_value"] == pytest.approx(0.0036600, abs=1e-6)
+    assert math.isnan(k3["accuracy.p_value"])  # the baseline is not tested against itself
+    # The three rows that never reported are pending, not dropped.
+    assert list(table["pending"]) == [0, 3, 0, 3, 3] and len(table) == 5
+    md = written["md"].read_text()
+    assert "| 1 | **82.00 ± 2.00 (n=3)**\\*" in md
+    assert "<u>71.00 ± 1.00 (n=3)</u> |" in md
+    assert "Welch's t-test against the baseline row (moe.experts=3)" in md
+    assert re.search(r"\| 5 \| pending \|", md)
+
+
+def test_rank_marks_give_ties_the_same_mark():
+    assert rank_marks([0.9, 0.9, 0.8, 0.7, None]) == ["best", "best", "second", "", ""]
+    assert rank_marks([0.9, 0.8, 0.8]) == ["best", "second", "second"]
+    assert rank_marks([None, 0.5]) == ["", "best"]
+
+
+def test_bold_and_underline_in_markdown_and_latex_with_ties(tmp_path):
+    # Accuracies of k = 1, 2, 3, 5, 10: two tie for best at the shown precision (90.00).
+    values = {0: 0.900001, 1: 0.899996, 2: 0.85, 3: 0.85, 4: 0.70}
+    out = experiment(tmp_path, "experts", "synthetic", all_trials("experts", "synthetic", lambda r, s: values[r]))
+    written = render_experiment(out)
+    md = written["md"].read_text()
+    assert md.count("**90.00 (n=1)**") == 2 * 4 and md.count("<u>85.00 (n=1)</u>") == 2 * 4
+    assert "| 10 | 70.00 (n=1) |" in md
+    tex = written["tex"].read_text()
+    assert tex.count(r"\textbf{90.00 ($n$=1)}") == 8 and tex.count(r"\underline{85.00 ($n$=1)}") == 8
+    marks = pd.read_csv(written["csv"])["accuracy.mark"].fillna("").tolist()
+    assert marks == ["best", "best", "second", "second", ""]
+
+
+def _tabulars(tex):
+    return re.findall(r"\\begin\{tabular\}\{([lcr]+)\}\n(.*?)\\end\{tabular\}", tex, flags=re.S)
+
+
+def test_latex_is_balanced_booktabs_with_one_row_per_configuration(tmp_path):
+    out = experiment(tmp_path, "modules", "rafdb", all_trials("modules", "rafdb", lambda r, s: 0.8 + r / 100))
+    tex = render_experiment(out)["tex"].read_text()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    assert tex.count("{") == tex.count("}")
+    (spec, body), = _tabulars(tex)
+    lines = body.strip().splitlines()
+    assert lines[0] == r"\toprule" and lines[2] == r"\midrule" and lines[-1] == r"\bottomrule"
+    rows = [line for line in lines[3:-1] if line != r"\midrule"]
+    assert len(rows) == 18 and lines[3:-1].count(r"\midrule") == 1  # one rule between the backbones
+    for line in [lines[1], *rows]:
+        assert line.endswith(r"\\") and len(re.findall(r"(?<!\\)&", line)) == len(spec) - 1
+    # Paper columns beside ours: Table 5's first ResNet18 row and the ARM full model.
+    assert rows[0].startswith("resnet18 &") and "85.06 & 78.36 & 75.93 & 76.92" in rows[0]
+    assert rows[-1].count(r"\checkmark") == 4 and rows[-1].endswith(r"92.44 & 89.18 & 86.46 & 87.66 \\")
+
+
+def test_beta_grid_has_the_long_table_and_the_alpha_beta_grid(tmp_path):
+    out = experiment(tmp_path, "beta", "rafdb", all_trials("beta", "rafdb", lambda r, s: 0.8 + r / 1000))
+    written = render_experiment(out)
+    (_, long), (grid_spec, grid) = _tabulars(written["tex"].read_text())
+    assert len([l for l in long.splitlines() if l.endswith(r"\\")]) == 1 + 16
+    assert grid_spec == "lrrrr" and len([l for l in grid.splitlines() if l.endswith(r"\\")]) == 1 + 4
+    assert r"$\beta$ \textbackslash{} $\alpha$ & 1 & 3 & 5 & 10" in grid
+    assert written["beta_heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errored_trial_is_rendered_and_marked_by_the_report_command(tmp_path):
+    from sspa_ray.cli.main import cli
+
+    records = all_trials("modules", "synthetic", lambda r, s: 0.6 + r / 100)
+    records[3] = record("synthetic", load_ablation("modules").trials("synthetic")[3].overrides, row=3, value=0,
+                        status="errored", error="RuntimeError: CUDA out of memory\n  traceback ...")
+    out = experiment(tmp_path, "modules", "synthetic", records)
+    result = CliRunner().invoke(cli, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    errored = [line for line in result.output.splitlines() if "| errored |" in line]
+    assert len(errored) == 1 and errored[0].startswith("|  | ✓ |  | ✓ |  | errored | errored |")
+    assert errored[0].endswith("| 1 errored |")
+    assert "Failed trial: Backbone small, SSM + MoE, seed 0: errored: RuntimeError: CUDA out of memory" in result.output
+    table = pd.read_csv(out / "table.csv")
+    assert len(table) == 9 and table["errored"].tolist() == [0, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert (out / "table.tex").is_file() and (out / "modules.png").is_file()
+    assert "Paper" not in result.output  # the paper has no synthetic numbers
+
+    latex = CliRunner().invoke(cli, ["report", str(out), "--format", "latex"])
+    assert latex.exit_code == 0 and latex.output.startswith("% Generated by sspa-ray")
+
+
+def test_report_on_a_directory_without_results_is_a_one_line_error(tmp_path):
+    from sspa_ray.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "no results.parquet" in result.output
+
+
+def test_best_epoch_metrics_are_labelled_as_selected_on_the_test_set(tmp_path):
+    out = experiment(tmp_path, "experts", "synthetic", all_trials("experts", "synthetic", lambda r, s: 0.5))
+    written = render_experiment(out, formats=("md", "parquet"), metric="best")
+    md = written["md"].read_text()
+    assert written["md"].name == "table_best.md" and "Acc. (best epoch)" in md
+    assert "selected on the test set" in md and "51.00 (n=1)" in md
+    assert pd.read_parquet(written["parquet"])["accuracy.mean_pct"].tolist() == [51.0] * 5
+    assert not (out / "table.md").exists()
+
+
+def test_tune_experiment_is_a_table_sorted_by_its_metric(tmp_path):
+    rows = [record("synthetic", {"pam.alpha": alpha}, row=-1, value=value, status=status)
+            for alpha, value, status in [(1.0, 0.70, "completed"), (3.0, 0.90, "completed"),
+                                         (5.0, 0.80, "stopped"), (10.0, 0.0, "errored")]]
+    out = experiment(tmp_path, None, "synthetic", rows, kind="tune", name="alpha")
+    md = render_experiment(out)["md"].read_text()
+    lines = [l for l in md.splitlines() if l.startswith("| ")]
+    assert lines[0].startswith("| α | Macro-F1 |")
+    assert [l.split(" | ")[0] for l in lines[1:]] == ["| 3", "| 5", "| 1", "| 10"]
+    assert lines[2].endswith("| 1 stopped |") and lines[4].endswith("| 1 errored |")
+    assert "Sorted by macro_f1" in md
+
+
+def test_ratio_plot_and_per_class_recall_are_written(tmp_path):
+    recall = {f"recall.{c}": 0.5 for c in ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")}
+    spec = load_ablation("aux_ratio")
+    out = experiment(tmp_path, "aux_ratio", "rafdb",
+                     [record("rafdb", t.overrides, row=t.row, value=0.8, extra=recall) for t in spec.trials("rafdb")])
+    assert render_experiment(out)["aux_ratio"].read_bytes()[:4] == b"\x89PNG"
+    spec = load_ablation("modules")
+    out = experiment(tmp_path, "modules", "synthetic",
+                     [record("synthetic", t.overrides, row=t.row, value=0.8, extra=recall) for t in spec.trials("synthetic")],
+                     name="modules")
+    assert render_experiment(out)["modules_per_class_recall"].read_bytes()[:4] == b"\x89PNG"
