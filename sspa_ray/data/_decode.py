@@ -53,11 +53,20 @@ def decode_face(path: os.PathLike, box: tuple[int, int, int, int] | None, size: 
     except FileNotFoundError:
         raise DataError(f"missing image {path}: restore it or remove its entry from the label file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"corrupt image {path}: {_one_line(exc)}; replace it or remove its entry") from None
+        reason = _one_line(exc).replace(f" '{path}'", "").replace(f" {path}", "")  # PIL repeats the path
+        raise DataError(f"corrupt image {path}: {reason}; replace it or remove its entry") from None
 
 
 def decode_threads() -> int:
-    """Decoder threads: PIL releases the GIL while decoding and resizing, so threads scale."""
+    """Decoder threads ($SSPA_DECODE_THREADS, else one per core up to 8).
+
+    PIL releases the GIL while decoding and resizing, so threads scale with cores.
+    """
+    configured = os.environ.get("SSPA_DECODE_THREADS", "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise DataError(f"SSPA_DECODE_THREADS={configured!r} is invalid: expected a positive integer")
+        return int(configured)
     return max(1, min(8, len(os.sched_getaffinity(0))))
 
 

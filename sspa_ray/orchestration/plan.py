@@ -9,6 +9,7 @@ rebuild their config from it with :meth:`ExperimentPlan.trial_config`, so the dr
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -123,6 +124,12 @@ class ExperimentPlan:
         if self.seeds > 1 and "train.seed" not in keys:
             keys.append("train.seed")
         return keys
+
+    def total_trials(self) -> int:
+        if self.kind == "ablate":
+            return len(self.trials)
+        grids = [len(d.args) for k, d in self.space.space.items() if d.kind == "grid" and k not in self.sets]
+        return math.prod(grids) * self.space.num_samples * self.seeds
 
     def trial_layers(self, tune_config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """The config layers of one trial (lowest precedence first) and its ablation row (-1: tune)."""

@@ -122,7 +122,7 @@ class ProgressTable(Callback):
         header = ["trial", *self._keys, "epoch", "stage", "clean", "macro_f1", "status"]
         rows = [header]
         statuses = []
-        for trial in trials:
+        for trial in sorted(trials, key=lambda t: t.trial_id):
             result = trial.last_result or {}
             values = self._varied_values(trial)
             epoch = result.get("epoch")
@@ -138,7 +138,8 @@ class ProgressTable(Callback):
             ])
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         done = sum(s in _FINISHED for s in statuses)
-        lines = [f"== {self.plan.name}: {done}/{len(trials)} trials finished =="]
+        total = max(len(trials), self.plan.total_trials())
+        lines = [f"== {self.plan.name}: {done}/{total} trials finished =="]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         return "\n".join(lines)
 

@@ -1,0 +1,118 @@
+"""The decode-once cache: building it, hitting it, and a second trial that does not decode.
+
+    python -m benchmarks.data [--images 2000] [--source-size 384] [--size 112]
+
+It writes an AffectNet-layout folder of photo-sized JPEGs (synthetic faces upscaled to
+--source-size, with a face box), then measures in one run, on one machine:
+  - the cold cache build (decode + crop + resize + write), with 1 decoder thread and with the
+    default count, in images per second;
+  - a cache hit (read the listing, stat every file, memory-map, read every pixel) against decoding;
+  - a second "trial" in a new process: how many images it decodes (should be 0) and its load time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_photos(root: Path, n: int, source_size: int) -> None:
+    """AffectNet layout with n JPEGs of source_size^2: drawn faces upscaled, a box around each."""
+    from sspa_ray.data import synthetic
+
+    synthetic.generate(root / "small", seed=0, scale=n / synthetic.BASE_SIZES["affectnet/train"])
+    small = root / "small" / "affectnet"
+    lines = (small / "Manually_Annotated_file_lists" / "training.csv").read_text().splitlines()
+    out = root / "affectnet"
+    (out / "Manually_Annotated_file_lists").mkdir(parents=True)
+    rows = [lines[0]]
+    for line in lines[1:]:
+        fields = line.split(",")
+        k = source_size / 80  # the drawn aux images are 80x80
+        with Image.open(small / "Manually_Annotated_Images" / fields[0]) as img:
+            big = img.resize((source_size, source_size), Image.Resampling.BICUBIC)
+        (out / "Manually_Annotated_Images" / Path(fields[0]).parent).mkdir(parents=True, exist_ok=True)
+        big.save(out / "Manually_Annotated_Images" / fields[0], quality=90)
+        fields[1:5] = [str(round(int(v) * k)) for v in fields[1:5]]
+        rows.append(",".join(fields))
+    (out / "Manually_Annotated_file_lists" / "training.csv").write_text("\n".join(rows) + "\n")
+
+
+def cold_build(root: Path, size: int, threads: int | None, cache: Path) -> tuple[float, int]:
+    from sspa_ray.data import cache as cache_module
+    from sspa_ray.data import load_split
+
+    os.environ["SSPA_CACHE_DIR"] = str(cache)
+    if threads:
+        os.environ["SSPA_DECODE_THREADS"] = str(threads)
+    else:
+        os.environ.pop("SSPA_DECODE_THREADS", None)
+    before = cache_module.decoded_images
+    start = time.perf_counter()
+    split = load_split("affectnet", "train", root, size, progress=False)
+    elapsed = time.perf_counter() - start
+    assert cache_module.decoded_images - before == len(split)
+    return elapsed, len(split)
+
+
+_SECOND_TRIAL = """
+import json, sys, time
+import numpy as np
+from sspa_ray.data import cache, load_split
+start = time.perf_counter()
+split = load_split("affectnet", "train", sys.argv[1], int(sys.argv[2]), progress=False)
+pixels = np.array(split.images)
+print(json.dumps({"decoded": cache.decoded_images, "seconds": time.perf_counter() - start}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--source-size", type=int, default=384, help="side of the JPEGs on disk")
+    parser.add_argument("--size", type=int, default=112, help="data.image_size of the cache")
+    args = parser.parse_args()
+
+    from sspa_ray.data import _decode, load_split
+    from sspa_ray.data import cache as cache_module
+
+    with tempfile.TemporaryDirectory(prefix="sspa-bench-data-") as tmp:
+        tmp = Path(tmp)
+        make_photos(tmp, args.images, args.source_size)
+        default_threads = _decode.decode_threads()
+        one_s, n = cold_build(tmp, args.size, 1, tmp / "cache-1")
+        many_s, _ = cold_build(tmp, args.size, None, tmp / "cache-n")
+        print(f"images: {n} JPEGs of {args.source_size}x{args.source_size}, cached at {args.size}x{args.size}")
+        print(f"cold build, 1 decoder thread:  {n / one_s:8.0f} img/s ({one_s:.2f} s)")
+        print(f"cold build, {default_threads} decoder threads: {n / many_s:8.0f} img/s ({many_s:.2f} s); "
+              f"threads speed-up {one_s / many_s:.2f}x")
+
+        before = cache_module.decoded_images
+        start = time.perf_counter()
+        hit = load_split("affectnet", "train", tmp, args.size, progress=False)
+        pixels = np.array(hit.images)  # read every byte, as a trial copying to its device would
+        hit_s = time.perf_counter() - start
+        assert cache_module.decoded_images == before and pixels.shape[0] == n
+        print(f"cache hit (listing + stat + mmap + read all {pixels.nbytes / 2**20:.0f} MiB): {hit_s:.3f} s; "
+              f"{many_s / hit_s:.0f}x faster than the threaded build, {one_s / hit_s:.0f}x faster than 1 thread")
+
+        second = subprocess.run(
+            [sys.executable, "-c", _SECOND_TRIAL, str(tmp), str(args.size)],
+            capture_output=True, text=True, check=True, env=os.environ,
+        )
+        trial = json.loads(second.stdout)
+        print(f"second trial (new process): decoded {trial['decoded']} images; load {trial['seconds']:.2f} s "
+              f"(after imports); {many_s / trial['seconds']:.0f}x faster than decoding")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The synthetic benchmark: official layouts, long tail, annotation inconsistency, determinism."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sspa_ray.config import make_config
+from sspa_ray.data import check_dataset, load_joint_data, load_split, read_listing, synthetic
+from sspa_ray.labels import CLASS_INDEX
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "bench"
+    subprocess.run(
+        [sys.executable, "-m", "sspa_ray.cli.main", "data", "synth", "--out", str(out), "--seed", "3", "--scale", "0.4"],
+        check=True, capture_output=True,
+    )
+    return out
+
+
+def _ground_truth(root):
+    with open(root / "ground_truth.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_written_in_the_official_layouts(bench):
+    assert (bench / "rafdb" / "EmoLabel" / "list_patition_label.txt").is_file()
+    assert (bench / "affectnet" / "Manually_Annotated_file_lists" / "training.csv").is_file()
+    rafdb = check_dataset("rafdb", bench, progress=False)
+    affectnet = check_dataset("affectnet", bench, progress=False)
+    assert sum(rafdb["train"].values()) == 600 and sum(rafdb["test"].values()) == 240
+    assert sum(affectnet["train"].values()) == 600
+    assert sum(affectnet["dropped"]["train"].values()) == 18  # codes 7..10 are written, and dropped
+
+
+def test_target_train_is_long_tailed(bench):
+    counts = np.bincount(read_listing("rafdb", "train", bench).labels, minlength=7)
+    assert counts.min() > 0
+    assert counts.max() / counts.min() >= 4
+    assert counts.argmax() in (CLASS_INDEX["happiness"], CLASS_INDEX["neutral"])
+
+
+def test_aux_labels_disagree_with_the_target_standard(bench):
+    rows = _ground_truth(bench)
+    listing = read_listing("affectnet", "train", bench)
+    # One row per aux training sample, with the loader's paths and labels, in the same order.
+    assert [row["path"] for row in rows] == listing.paths
+    assert [CLASS_INDEX[row["label"]] for row in rows] == listing.labels.tolist()
+    disagree = np.mean([row["label"] != row["true_label"] for row in rows])
+    assert 0.05 <= disagree <= 0.60
+    # The inconsistency is systematic: the named confusions dominate.
+    pairs = {(row["true_label"], row["label"]) for row in rows if row["label"] != row["true_label"]}
+    assert {("fear", "surprise"), ("sadness", "neutral")} <= pairs
+
+
+def test_deterministic_by_seed(tmp_path):
+    def digest(root):
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        synthetic.generate(tmp_path / name, seed=seed, scale=0.05)
+    a, b, c = digest(tmp_path / "a"), digest(tmp_path / "b"), digest(tmp_path / "c")
+    assert a == b and len(a) > 200
+    assert a["ground_truth.csv"] != c["ground_truth.csv"]
+
+
+def test_synth_refuses_to_overwrite(bench):
+    out = subprocess.run(
+        [sys.executable, "-m", "sspa_ray.cli.main", "data", "synth", "--out", str(bench)],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 2 and "already exists" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_target_synthetic_generates_once_and_fills_true_labels(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSPA_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = make_config("synthetic", {"data.synthetic_scale": 0.1, "data.synthetic_seed": 2, "data.image_size": 16})
+    joint = load_joint_data(cfg, progress=False)
+    [root] = (tmp_path / "cache" / "synthetic").glob("v*-seed2-scale0.1")
+    stamp = (root / "ground_truth.csv").stat().st_mtime_ns
+    truth = {row["path"]: CLASS_INDEX[row["true_label"]] for row in _ground_truth(root)}
+    assert joint.aux_true_labels.tolist() == [truth[p] for p in joint.aux_train.paths]
+    assert (joint.aux_true_labels != joint.aux_train.labels).any()
+    assert joint.target_train.images.shape[1:] == (16, 16, 3) and len(joint.test) == 60
+    again = load_joint_data(cfg, progress=False)
+    assert (root / "ground_truth.csv").stat().st_mtime_ns == stamp  # not regenerated
+    assert np.array_equal(again.aux_true_labels, joint.aux_true_labels)
+    # The aux share keeps the ground truth aligned with the chosen samples.
+    cfg.set("data.aux_ratio", 0.5)
+    half = load_joint_data(cfg, progress=False)
+    assert half.aux_true_labels.tolist() == [truth[p] for p in half.aux_train.paths]
+    assert len(half.aux_train) < len(joint.aux_train)
+    assert load_split("rafdb", "test", root, 16, progress=False).labels.tolist() == joint.test.labels.tolist()
