@@ -67,7 +67,7 @@ def read(dataset_dir: Path, split: str) -> Listing:
     require_dir(dataset_dir / IMAGE_DIR, "AffectNet images")
     paths, labels, boxes = [], [], []
     dropped = {reason: 0 for reason in AFFECTNET_DROPPED.values()}
-    with open(csv_path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open(csv_path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         rows = csv.reader(handle)
         first = next(rows, None)
         if first is None:

@@ -33,8 +33,14 @@ def cache_dir() -> Path:
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive fcntl lock on `lock_path` (created if needed) across processes."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the cache under {lock_path.parent}: {exc.strerror}; set SSPA_CACHE_DIR to a writable folder"
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -93,6 +99,7 @@ def _build(listing: Listing, size: int, path: Path, progress: bool) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(listing), size, size, 3))
+        _reserve(tmp)
         label = f"decoding {listing.dataset}/{listing.split} at {size}px"
         for i, face in decode_listing(listing, size, label=label, progress=progress):
             if isinstance(face, DataError):
@@ -104,3 +111,16 @@ def _build(listing: Listing, size: int, path: Path, progress: bool) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the whole file now: a full disk is then a clear error, not a SIGBUS mid-build."""
+    needed = path.stat().st_size
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, needed)
+        except OSError as exc:
+            raise DataError(
+                f"cannot allocate {needed / 2**30:.1f} GiB for the image cache in {path.parent}: {exc.strerror}; "
+                "free disk space or set SSPA_CACHE_DIR to a larger disk"
+            ) from None

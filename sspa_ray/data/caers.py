@@ -32,7 +32,7 @@ def read_boxes(dataset_dir: Path) -> dict[str, tuple[int, int, int, int]]:
     if not box_path.is_file():
         return {}
     boxes: dict[str, tuple[int, int, int, int]] = {}
-    with open(box_path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open(box_path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         rows = csv.reader(handle)
         header = [cell.strip() for cell in next(rows, [])]
         for name in BOX_COLUMNS:

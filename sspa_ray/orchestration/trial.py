@@ -63,6 +63,7 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
             ray.tune.report(dict(metrics), checkpoint=ray.tune.Checkpoint.from_directory(staged))
 
     with _log_file(run_dir) as log:
+        log(_where(trial_id, restored))
         try:
             fit(cfg, run_dir, report=report, resume=restored, log=log)
         except TrainingDiverged as exc:
@@ -122,6 +123,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
                              checkpoint_dir_name=checkpoint_dir.name)
 
     with _log_file(run_dir) as log:
+        log(_where(f"{loop_config['trial_id']} rank {rank}", restored))
         try:
             fit(cfg, run_dir, report=report, resume=restored, log=log)
         except TrainingDiverged as exc:
@@ -190,6 +192,11 @@ class _log_file:
     def __exit__(self, *exc) -> None:
         self.redirects.close()
         self.file.close()
+
+
+def _where(who: str, restored: bool) -> str:
+    node = ray.get_runtime_context().get_node_id()
+    return f"trial {who} on node {node}" + (" (restored from its last reported checkpoint)" if restored else "")
 
 
 def _diverged_metrics(exc: TrainingDiverged) -> dict[str, Any]:
