@@ -18,11 +18,15 @@ CONFIG_FILE = "config.json"
 def _read_run_config(run_dir: Path):
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise RunDirError(f"--resume {run_dir}: no run there ({CONFIG_FILE} is missing); start one with --out {run_dir}")
+        raise RunDirError(
+            f"--resume {run_dir}: no run there ({CONFIG_FILE} is missing); start one with --out {run_dir}"
+        )
     try:
         flat = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path} is not valid JSON (line {exc.lineno}); restore it or start over with --overwrite") from None
+        raise RunDirError(
+            f"{path} is not valid JSON (line {exc.lineno}); restore it or start over with --overwrite"
+        ) from None
     try:
         return from_flat(flat).validate()
     except ConfigError as exc:

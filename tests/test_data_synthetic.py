@@ -35,9 +35,9 @@ def test_written_in_the_official_layouts(bench):
     assert (bench / "affectnet" / "Manually_Annotated_file_lists" / "training.csv").is_file()
     rafdb = check_dataset("rafdb", bench, progress=False)
     affectnet = check_dataset("affectnet", bench, progress=False)
-    assert sum(rafdb["train"].values()) == 600 and sum(rafdb["test"].values()) == 240
-    assert sum(affectnet["train"].values()) == 600
-    assert sum(affectnet["dropped"]["train"].values()) == 18  # codes 7..10 are written, and dropped
+    assert sum(rafdb["train"].values()) == 400 and sum(rafdb["test"].values()) == 240
+    assert sum(affectnet["train"].values()) == 800
+    assert sum(affectnet["dropped"]["train"].values()) == 24  # codes 7..10 are written, and dropped
 
 
 def test_target_train_is_long_tailed(bench):

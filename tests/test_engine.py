@@ -106,7 +106,8 @@ def test_fit_learns_and_writes_the_contracted_files(reference):
 
     # report is called after every epoch's checkpoint, which exists when it is called.
     assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4]
-    assert {"stage", "loss", "clean_share", "img_per_s", "selection_precision", "selection_recall"} <= set(reports[0][0])
+    expected_keys = {"stage", "loss", "clean_share", "img_per_s", "selection_precision", "selection_recall"}
+    assert expected_keys <= set(reports[0][0])
     assert reports[-1][1].name == "epoch_0004"
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert kept == ["epoch_0003", "epoch_0004"]
@@ -143,7 +144,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(reference, tmp_path, k
     script.write_text(RUNNER.format(tests=str(TESTS)))
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SSPA_TEST_KILL_AT": kill_at}
-    killed = subprocess.run([sys.executable, str(script), str(run)], env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, str(script), str(run)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -9, killed.stderr
     lines = []
     resumed = fit(config(), run, data=easy_data(), resume=True, log=lines.append)
@@ -279,7 +282,7 @@ def test_augment_crops_and_flips_per_sample_and_is_reproducible():
             for dy in range(5)
             for dx in range(5)
             for flip in (False, True)
-            if torch.equal(a[i], padded[i, :, dy : dy + 8, dx : dx + 8].flip(-1) if flip else padded[i, :, dy : dy + 8, dx : dx + 8])
+            if torch.equal(a[i], (lambda w: w.flip(-1) if flip else w)(padded[i, :, dy : dy + 8, dx : dx + 8]))
         ]
         assert windows, f"sample {i} is not a crop of its image"
         seen.add(windows[0])

@@ -138,16 +138,16 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint_and_ends_as_if_it_never_
     frame = run_experiment(plan, progress_interval_s=60.0)
     assert marker.exists(), "the fault hook never fired"
     row = frame.iloc[0]
-    assert row["status"] == "completed" and row["epochs_done"] == 3
     log = (next(iter(_trial_dirs(plan).values())) / "train.log").read_text()
-    assert "restored from its last reported checkpoint" in log and "resuming from epoch_0002" in log
+    assert row["status"] == "completed" and row["epochs_done"] == 3, (row.to_dict(), log)
+    assert "restored from its last reported checkpoint" in log and "resuming from epoch_0002" in log, log
 
     monkeypatch.delenv("SSPA_TEST_CRASH_AFTER_EPOCH")
     cfg, _ = plan.trial_config({"pam.alpha": 3.0})
     reference = fit(cfg, tmp_path / "reference", log=lambda line: None)
     for metric in ("accuracy", "macro_precision", "macro_recall", "macro_f1"):
-        assert row[metric] == reference[metric]
-        assert row[f"best.{metric}"] == reference["best"][metric]
+        assert row[metric] == reference[metric], (metric, row.to_dict(), reference["history"], log)
+        assert row[f"best.{metric}"] == reference["best"][metric], (metric, row.to_dict(), reference["best"])
     stored = json.loads((next(iter(_trial_dirs(plan).values())) / "metrics.json").read_text())
     assert [r["loss"] for r in stored["history"]] == [r["loss"] for r in reference["history"]]
 
@@ -347,3 +347,22 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoints(local_ray, tmp_path, monkeypatch):
+    space = _space(tmp_path, f"space:\n  pam.alpha: {{grid: [2]}}\nfixed:\n{TINY_YAML}")
+    monkeypatch.setenv("SSPA_TEST_CRASH_AFTER_EPOCH", "1")
+    monkeypatch.setenv("SSPA_TEST_CRASH_MARKER", str(tmp_path / "crashed-once"))
+    plan = _tune_plan(space, tmp_path / "exp", workers_per_trial=1, max_failures=1)
+    frame = run_experiment(plan, progress_interval_s=60.0)
+    row = frame.iloc[0]
+    log = (next(iter(_trial_dirs(plan).values())) / "train.log").read_text()
+    assert (tmp_path / "crashed-once").exists()
+    assert row["status"] == "completed" and row["epochs_done"] == 2, (row.to_dict(), log)
+    assert "rank 0" in log and "resuming from epoch_0001" in log, log
+
+    monkeypatch.delenv("SSPA_TEST_CRASH_AFTER_EPOCH")
+    cfg, _ = plan.trial_config({"pam.alpha": 2.0})
+    reference = fit(cfg, tmp_path / "reference", log=lambda line: None)
+    for metric in ("accuracy", "macro_f1", "clean_share"):
+        assert row[metric] == reference[metric], (metric, row.to_dict(), reference["history"])

@@ -21,7 +21,10 @@ from sspa_ray.data.cache import cached_images
 from sspa_ray.errors import DataError
 from sspa_ray.labels import CLASSES, NUM_CLASSES
 
-__all__ = ["Split", "JointData", "load_joint_data", "load_split", "check_dataset", "read_listing", "data_root"]
+__all__ = [
+    "Split", "JointData", "load_joint_data", "load_split", "check_dataset", "read_listing", "data_root",
+    "stratified_subset",
+]
 
 READERS: dict[str, ModuleType] = {"rafdb": rafdb, "affectnet": affectnet, "caers": caers}
 
@@ -70,7 +73,10 @@ def read_listing(dataset: str, split: str, root: str | os.PathLike) -> Listing:
 
 def load_split(dataset: str, split: str, root: str | os.PathLike, image_size: int, progress: bool = True) -> Split:
     """One split, decoded at `image_size` (from the node's cache when it is there)."""
-    listing = read_listing(dataset, split, root)
+    return _decoded(read_listing(dataset, split, root), image_size, progress)
+
+
+def _decoded(listing: Listing, image_size: int, progress: bool) -> Split:
     return Split(images=cached_images(listing, image_size, progress=progress), labels=listing.labels, paths=listing.paths)
 
 
@@ -104,11 +110,16 @@ def load_joint_data(cfg, *, progress: bool = True) -> JointData:
         target = "rafdb"  # the synthetic target is written in RAF-DB's layout, its aux in AffectNet's
     else:
         root, target = data_root(cfg.data.root), cfg.data.target
-    target_train = load_split(target, "train", root, size, progress)
-    test = load_split(target, "test", root, size, progress)
+    use_aux = cfg.data.aux != "none" and cfg.data.aux_ratio > 0
+    # Read (and so validate) every label file first: a malformed line or a missing column in the
+    # aux CSV is reported before minutes of decoding the target, not after.
+    listings = [read_listing(target, "train", root), read_listing(target, "test", root)]
+    if use_aux:
+        listings.append(read_listing(cfg.data.aux, "train", root))
+    target_train, test, *aux = (_decoded(listing, size, progress) for listing in listings)
     aux_train = aux_true = None
-    if cfg.data.aux != "none" and cfg.data.aux_ratio > 0:
-        full = load_split(cfg.data.aux, "train", root, size, progress)
+    if use_aux:
+        full = aux[0]
         aux_train = _subset(full, stratified_subset(full.labels, cfg.data.aux_ratio, cfg.train.seed))
         if cfg.data.target == "synthetic":
             truth = synthetic.read_ground_truth(root)

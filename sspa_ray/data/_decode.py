@@ -14,8 +14,6 @@ from sspa_ray.data._listing import Listing
 from sspa_ray.data._progress import Progress
 from sspa_ray.errors import DataError
 
-Image.MAX_IMAGE_PIXELS = 200_000_000  # a face photo is never this big; larger ones are rejected as corrupt
-
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__

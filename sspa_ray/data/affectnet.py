@@ -77,23 +77,26 @@ def read(dataset_dir: Path, split: str) -> Listing:
         for number, row in _numbered(pending, rows):
             if not any(cell.strip() for cell in row):
                 continue
+            where, shown = f"{csv_path}:{number}", ",".join(row)[:120]
             try:
-                image = row[col["subDirectory_filePath"]].strip()
-                box = [_int(row[col[name]]) for name in ("face_x", "face_y", "face_width", "face_height")]
                 code = _int(row[col["expression"]])
             except (IndexError, ValueError):
-                raise DataError(
-                    f"{csv_path}:{number}: malformed row {','.join(row)[:120]!r}; expected integer box "
-                    "fields and an integer expression code"
-                ) from None
-            if not image or box[2] <= 0 or box[3] <= 0 or not (0 <= code <= 10):
-                raise DataError(
-                    f"{csv_path}:{number}: malformed row {','.join(row)[:120]!r}; expected an image path, a "
-                    "positive face box and an expression code in 0..10"
-                )
-            if code in AFFECTNET_DROPPED:
+                code = -1
+            if not 0 <= code <= 10:
+                raise DataError(f"{where}: malformed row {shown!r}; expected an integer expression code in 0..10")
+            if code in AFFECTNET_DROPPED:  # dropped before its box is read: such rows may carry no face
                 dropped[AFFECTNET_DROPPED[code]] += 1
                 continue
+            try:
+                image = row[col["subDirectory_filePath"]].strip().lstrip("/")
+                box = [_int(row[col[name]]) for name in ("face_x", "face_y", "face_width", "face_height")]
+            except (IndexError, ValueError):
+                image, box = "", [0, 0, 0, 0]
+            if not image or box[2] <= 0 or box[3] <= 0:
+                raise DataError(
+                    f"{where}: malformed row {shown!r}; expected an image path and an integer face box "
+                    "with a positive width and height"
+                )
             paths.append(str(IMAGE_DIR / image))
             labels.append(CLASS_INDEX[AFFECTNET_CODES[code]])
             boxes.append(box)

@@ -33,7 +33,7 @@ from sspa_ray.data.cache import cache_dir, locked
 from sspa_ray.errors import DataError
 from sspa_ray.labels import AFFECTNET_CODES, AFFECTNET_DROPPED, CLASS_INDEX, CLASSES, RAFDB_CODES
 
-VERSION = 2  # bump whenever the generated files change, so cached copies are regenerated
+VERSION = 3  # bump whenever the generated files change, so cached copies are regenerated
 GROUND_TRUTH = "ground_truth.csv"
 
 PARAMS = ("mouth_curve", "mouth_open", "brow_raise", "brow_tilt", "eye_open", "nose_wrinkle")

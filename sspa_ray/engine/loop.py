@@ -206,7 +206,8 @@ class Trainer:
         self.steps = self.num_samples // t.batch_size
         if self.steps == 0:
             raise ConfigError(
-                f"train.batch_size={t.batch_size} exceeds the {self.num_samples} training samples; lower train.batch_size"
+                f"train.batch_size={t.batch_size} exceeds the {self.num_samples} training samples; "
+                "lower train.batch_size"
             )
         self.padding = crop_padding(cfg)
 
@@ -345,7 +346,9 @@ class Trainer:
         plan = _Plan(ids=send(ids), ids_host=ids, weight=send(clean[ids], torch.float32))
         if stage == "PA" and cfg.modules.pam:
             rng = np.random.default_rng([t.seed, self.epoch, 1, self.world.rank])
-            partner, lam, trained = pair_plan(self.labels[ids], clean[ids], NUM_CLASSES, cfg.pam.alpha, cfg.pam.beta, rng)
+            partner, lam, trained = pair_plan(
+                self.labels[ids], clean[ids], NUM_CLASSES, cfg.pam.alpha, cfg.pam.beta, rng
+            )
             plan.partner, plan.lam, plan.weight = send(partner), send(lam), send(trained, torch.float32)
         return plan
 

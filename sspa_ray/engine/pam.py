@@ -26,14 +26,14 @@ from scipy.optimize import minimize
 
 def _check(h, n_noisy) -> tuple[np.ndarray, int]:
     h = np.asarray(h)
-    if h.ndim != 1 or (h.size and (h < 0).any()) or not np.issubdtype(h.dtype, np.integer):
+    if h.ndim != 1 or h.dtype.kind not in "iu" or (h.size and h.min() < 0):
         raise ValueError(f"h must be a 1-d sequence of non-negative integers, got {h!r}")
     n = int(n_noisy)
     if n < 0:
         raise ValueError(f"n_noisy must be >= 0, got {n}")
     if n > 0 and not h.any():
         raise ValueError("n_noisy > 0 but h has no clean sample to draw from")
-    return h.astype(np.int64), n
+    return h.astype(np.int64, copy=False), n
 
 
 def balance_counts(h, n_noisy: int) -> np.ndarray:
@@ -82,7 +82,9 @@ def balance_counts_slsqp(h, n_noisy: int) -> np.ndarray:
     return base
 
 
-def pair_plan(labels: np.ndarray, clean: np.ndarray, num_classes: int, alpha: float, beta: float, rng: np.random.Generator):
+def pair_plan(
+    labels: np.ndarray, clean: np.ndarray, num_classes: int, alpha: float, beta: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Plan PAM for every minibatch of an epoch at once, on the host.
 
     `labels` and `clean` are [S, B] (S minibatches of B samples). Returns, all [S, B]:

@@ -66,8 +66,7 @@ class SampleSelector:
 
     def load_state_dict(self, state: dict) -> None:
         if state["thresholds"].shape != self.thresholds.shape:
-            raise ValueError(
-                f"SSM state holds {tuple(state['thresholds'].shape)} thresholds, expected {tuple(self.thresholds.shape)}"
-            )
+            got, want = tuple(state["thresholds"].shape), tuple(self.thresholds.shape)
+            raise ValueError(f"SSM state holds {got} thresholds, expected {want}")
         self.thresholds = state["thresholds"].to(self.device)
         self.clean = state["clean"].to(self.device, torch.bool)

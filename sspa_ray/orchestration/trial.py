@@ -34,6 +34,9 @@ from sspa_ray.orchestration.progress import TrialGauges
 # Files of a finished run that are copied next to the trial's Tune results in storage.
 OUTPUT_FILES = ("metrics.json", "selection.csv", "train.log")
 DIVERGED = "diverged"
+# Reported checkpoints kept per trial: restoring needs the newest, the one before covers a newest
+# one that was cut off mid-upload.
+CHECKPOINTS_KEPT = 2
 _METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 
@@ -62,7 +65,7 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
         with _staged(checkpoint_dir) as staged:
             ray.tune.report(dict(metrics), checkpoint=ray.tune.Checkpoint.from_directory(staged))
 
-    with _log_file(run_dir) as log:
+    with _log_file(run_dir, capture_output=True) as log:
         log(_where(trial_id, restored))
         try:
             fit(cfg, run_dir, report=report, resume=restored, log=log)
@@ -96,6 +99,7 @@ def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial_id
             storage_path=f"{plan.experiment_path}/_train",
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=0),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         ),
     )
     trainer.fit()
@@ -122,7 +126,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
             ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(staged),
                              checkpoint_dir_name=checkpoint_dir.name)
 
-    with _log_file(run_dir) as log:
+    with _log_file(run_dir, capture_output=False) as log:
         log(_where(f"{loop_config['trial_id']} rank {rank}", restored))
         try:
             fit(cfg, run_dir, report=report, resume=restored, log=log)
@@ -176,18 +180,23 @@ class _staged:
 
 
 class _log_file:
-    """The engine's log lines, and anything else the trial prints (data decoding progress,
-    warnings), go to run_dir/train.log instead of the driver's terminal."""
+    """The engine's log lines go to run_dir/train.log instead of the driver's terminal.
 
-    def __init__(self, run_dir: Path):
+    With `capture_output` anything else the trial prints (data decoding progress, warnings) goes
+    there too. Train workers leave their output alone: Ray Train sends it to its own worker logs.
+    """
+
+    def __init__(self, run_dir: Path, capture_output: bool):
         self.path = run_dir / "train.log"
+        self.capture_output = capture_output
 
     def __enter__(self) -> Callable[[str], None]:
         self.file = open(self.path, "a", encoding="utf-8", buffering=1)
         self.redirects = contextlib.ExitStack()
-        self.redirects.enter_context(contextlib.redirect_stdout(self.file))
-        self.redirects.enter_context(contextlib.redirect_stderr(self.file))
-        return lambda line: print(line, file=self.file)
+        if self.capture_output:
+            self.redirects.enter_context(contextlib.redirect_stdout(self.file))
+            self.redirects.enter_context(contextlib.redirect_stderr(self.file))
+        return lambda line: self.file.write(line + "\n")
 
     def __exit__(self, *exc) -> None:
         self.redirects.close()

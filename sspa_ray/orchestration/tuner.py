@@ -27,12 +27,11 @@ from sspa_ray.orchestration.cluster import ClusterOptions, connect
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.progress import ProgressTable
 from sspa_ray.orchestration.results import write_results
-from sspa_ray.orchestration.trial import run_trial
+from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, run_trial
 from sspa_ray.specs.search_space import Distribution
 
-# Keep the last two reported checkpoints of each trial in storage: restoring needs only the
-# newest, and the one before covers a newest one that was cut off mid-upload.
-CHECKPOINTS_KEPT = 2
+# What a trial that drives a TorchTrainer asks for itself.
+DRIVER_CPU = 0.01
 # Seconds between snapshots of the experiment state; a killed driver loses at most this much.
 STATE_SNAPSHOT_S = "5"
 
@@ -79,8 +78,9 @@ def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15
 def trial_resources(plan: ExperimentPlan) -> dict[str, float]:
     res = plan.resources
     if res.workers_per_trial:
-        # The trial only drives a TorchTrainer; its workers ask for the CPUs and GPUs.
-        return {"cpu": 0}
+        # The trial only drives a TorchTrainer whose workers hold the CPUs and GPUs; Tune needs a
+        # non-empty request, so the driver asks for a token share of a CPU.
+        return {"cpu": DRIVER_CPU}
     return {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
 
 
@@ -113,6 +113,10 @@ def tune_config(plan: ExperimentPlan) -> tune.TuneConfig:
     """Search, scheduler and concurrency. Trial processes are reused: a new one costs seconds of
     start-up and imports, a trial of a small configuration not much more."""
     limit = plan.resources.max_concurrent
+    if not limit and plan.resources.workers_per_trial:
+        # Trial drivers hold almost nothing, so Tune alone would start every trial at once and
+        # leave most of them waiting for workers.
+        limit = _slots(plan)
     if plan.kind == "ablate":
         return tune.TuneConfig(num_samples=1, max_concurrent_trials=limit or None, reuse_actors=True)
     space = plan.space
