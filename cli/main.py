@@ -27,11 +27,12 @@ def cli() -> None:
 
 
 @cli.command()
-def keys() -> None:
+@click.option("--target", default="synthetic", show_default=True, help="Show this target's defaults.")
+def keys(target: str) -> None:
     """List every dotted config key with its default and allowed values."""
-    from sspa_ray.config import describe_keys
+    from sspa_ray.config import coerce, describe_keys
 
-    click.echo(describe_keys())
+    click.echo(describe_keys(coerce("data.target", target)))
 
 
 def _register() -> None:

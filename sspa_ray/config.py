@@ -311,10 +311,10 @@ def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config
     return cfg.validate()
 
 
-def describe_keys() -> str:
-    """The key vocabulary as a table, for `sspa-ray keys` and the README."""
-    defaults = Config().to_flat()
-    rows = [f"{'key':28} {'default':>10}  allowed / meaning"]
+def describe_keys(target: str = "synthetic") -> str:
+    """The key vocabulary as a table with `target`'s defaults, for `sspa-ray keys` and the README."""
+    defaults = make_config(target).to_flat()
+    rows = [f"{'key':28} {'default (' + target + ')':>20}  allowed; meaning"]
     for key in KEYS:
-        rows.append(f"{key:28} {str(defaults[key]):>10}  {allowed(key)}; {FIELDS[key].metadata['help']}")
+        rows.append(f"{key:28} {str(defaults[key]):>20}  {allowed(key)}; {FIELDS[key].metadata['help']}")
     return "\n".join(rows)

@@ -57,9 +57,9 @@ def _space(tmp_path: Path, body: str, name: str = "space.yaml") -> Path:
     return path
 
 
-def _tune_plan(space_path: Path, out: Path, sets=None, **resources) -> ExperimentPlan:
+def _tune_plan(space_path: Path, out: Path, sets=None, seeds=1, **resources) -> ExperimentPlan:
     plan = ExperimentPlan.for_search(load_search_space(space_path), target="synthetic", sets=dict(sets or {}),
-                                     seeds=1, out=out, name=None, storage=None, resources=Resources(**resources))
+                                     seeds=seeds, out=out, name=None, storage=None, resources=Resources(**resources))
     plan.prepare_out(resume=False, overwrite=False)
     return plan
 
@@ -94,6 +94,7 @@ def test_grid_2x2_gives_four_rows_with_the_config_columns(local_ray, tmp_path, c
         assert record["best.accuracy"] >= record["accuracy"]
         metrics = json.loads((dirs[record["trial_id"]] / "metrics.json").read_text())
         assert record["macro_f1"] == metrics["macro_f1"] and record["best.epoch"] == metrics["best"]["epoch"]
+        assert record["recall.happiness"] == metrics["per_class"]["happiness"]["recall"]
         assert (dirs[record["trial_id"]] / "selection.csv").is_file()
     for name in ("spec.yaml", "experiment.json", "table.md", "table.csv", "table.tex"):
         assert (tmp_path / "exp" / name).is_file()
@@ -150,6 +151,26 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint_and_ends_as_if_it_never_
         assert row[f"best.{metric}"] == reference["best"][metric], (metric, row.to_dict(), reference["best"])
     stored = json.loads((next(iter(_trial_dirs(plan).values())) / "metrics.json").read_text())
     assert [r["loss"] for r in stored["history"]] == [r["loss"] for r in reference["history"]]
+
+
+@pytest.mark.slow  # two Train worker start-ups: about a minute on 2 cores
+def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoints(local_ray, tmp_path, monkeypatch):
+    space = _space(tmp_path, f"space:\n  pam.alpha: {{grid: [2]}}\nfixed:\n{TINY_YAML}")
+    monkeypatch.setenv("SSPA_TEST_CRASH_AFTER_EPOCH", "1")
+    monkeypatch.setenv("SSPA_TEST_CRASH_MARKER", str(tmp_path / "crashed-once"))
+    plan = _tune_plan(space, tmp_path / "exp", workers_per_trial=1, max_failures=1)
+    frame = run_experiment(plan, progress_interval_s=60.0)
+    row = frame.iloc[0]
+    log = (next(iter(_trial_dirs(plan).values())) / "train.log").read_text()
+    assert (tmp_path / "crashed-once").exists()
+    assert row["status"] == "completed" and row["epochs_done"] == 2, (row.to_dict(), log)
+    assert "rank 0" in log and "resuming from epoch_0001" in log, log
+
+    monkeypatch.delenv("SSPA_TEST_CRASH_AFTER_EPOCH")
+    cfg, _ = plan.trial_config({"pam.alpha": 2.0})
+    reference = fit(cfg, tmp_path / "reference", log=lambda line: None)
+    for metric in ("accuracy", "macro_f1", "clean_share"):
+        assert row[metric] == reference[metric], (metric, row.to_dict(), reference["history"])
 
 
 def test_24_trials_on_2_cpus_with_a_crashing_and_a_diverging_trial(local_ray, tmp_path, monkeypatch):
@@ -336,10 +357,12 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
         ray.init(address=cluster.address, log_to_driver=False)
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         assert len(nodes) == 2
-        space = _space(tmp_path, f"space:\n  pam.alpha: {{grid: [1, 2, 3, 4]}}\nfixed:\n{TINY_YAML}")
-        plan = _tune_plan(space, tmp_path / "exp")  # storage on this machine's disk: shared by both nodes
+        space = _space(tmp_path, f"space:\n  pam.alpha: {{grid: [1, 2]}}\nfixed:\n{TINY_YAML}")
+        # Storage on this machine's disk is shared by both nodes. --seeds 2: each alpha twice.
+        plan = _tune_plan(space, tmp_path / "exp", sets={"train.seed": 5}, seeds=2)
         frame = run_experiment(plan, progress_interval_s=60.0)
         assert (frame["status"] == "completed").all() and len(frame) == 4
+        assert sorted(zip(frame["pam.alpha"], frame["train.seed"])) == [(1.0, 5), (1.0, 6), (2.0, 5), (2.0, 6)]
         used = set()
         for path in _trial_dirs(plan).values():
             used |= set(re.findall(r"on node ([0-9a-f]+)", (path / "train.log").read_text()))
@@ -348,21 +371,3 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
         ray.shutdown()
         cluster.shutdown()
 
-
-def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoints(local_ray, tmp_path, monkeypatch):
-    space = _space(tmp_path, f"space:\n  pam.alpha: {{grid: [2]}}\nfixed:\n{TINY_YAML}")
-    monkeypatch.setenv("SSPA_TEST_CRASH_AFTER_EPOCH", "1")
-    monkeypatch.setenv("SSPA_TEST_CRASH_MARKER", str(tmp_path / "crashed-once"))
-    plan = _tune_plan(space, tmp_path / "exp", workers_per_trial=1, max_failures=1)
-    frame = run_experiment(plan, progress_interval_s=60.0)
-    row = frame.iloc[0]
-    log = (next(iter(_trial_dirs(plan).values())) / "train.log").read_text()
-    assert (tmp_path / "crashed-once").exists()
-    assert row["status"] == "completed" and row["epochs_done"] == 2, (row.to_dict(), log)
-    assert "rank 0" in log and "resuming from epoch_0001" in log, log
-
-    monkeypatch.delenv("SSPA_TEST_CRASH_AFTER_EPOCH")
-    cfg, _ = plan.trial_config({"pam.alpha": 2.0})
-    reference = fit(cfg, tmp_path / "reference", log=lambda line: None)
-    for metric in ("accuracy", "macro_f1", "clean_share"):
-        assert row[metric] == reference[metric], (metric, row.to_dict(), reference["history"])

@@ -32,7 +32,8 @@ def test_shipped_names_cover_the_issue():
 def test_table7_grid_and_defaults():
     space = load_search_space(Path(__file__).resolve().parents[1] / "search_spaces" / "beta.yaml")
     assert space.space["pam.alpha"] == Distribution("grid", (1.0, 3.0, 5.0, 10.0))
-    assert space.grid_size() == 16 and space.search == "grid" and space.scheduler == "none"
+    assert space.space["pam.beta"] == Distribution("grid", (1.0, 3.0, 5.0, 10.0))
+    assert space.search == "grid" and space.scheduler == "none" and space.metric == "accuracy"
 
 
 def test_full_schema_parses_and_coerces(tmp_path):

@@ -379,9 +379,10 @@ class Trainer:
             weight = plan.weight[step]
             with self._autocast():
                 logits = model(x)
+            # Mean over experts of the CE, averaged over the samples that count (no host sync).
             ce = F.cross_entropy(logits.float().flatten(0, 1), y.repeat(k), reduction="none").view(k, -1).mean(0)
-            weighted = (ce * weight).sum()
-            loss = weighted / weight.sum().clamp(min=1)
+            weighted, count = (ce * weight).sum(), weight.sum()
+            loss = weighted / count.clamp(min=1)
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is None:
                 loss.backward()
@@ -391,7 +392,7 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             self.scheduler.step()
-            totals += torch.stack([weighted.detach(), weight.sum()])
+            totals += torch.stack([weighted.detach(), count])
             if observe:
                 self.selector.observe(ids, logits, y)
         if self.world.distributed:

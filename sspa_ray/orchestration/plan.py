@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import pyarrow.fs
+
 from sspa_ray.config import Config, make_config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.errors import RunDirError, SpecError
@@ -75,7 +77,7 @@ class ExperimentPlan:
     env: dict[str, str] = field(default_factory=dict)
     space: SearchSpace | None = None
     trials: list[TrialSpec] = field(default_factory=list)
-    row_names: list[str] = field(default_factory=list)
+    storage_given: bool = False             # --storage was on the command line
 
     # ---- building ------------------------------------------------------------------------
     @classmethod
@@ -102,12 +104,12 @@ class ExperimentPlan:
         plan = cls(kind="ablate", name=name or spec.name, target=target, sets=dict(sets),
                    seeds=spec.seeds if seeds is None else seeds, out=Path(), storage="",
                    spec_text=spec.path.read_text(encoding="utf-8"), metric=spec.metrics[0], mode="max",
-                   resources=resources.check(), trials=trials,
-                   row_names=[spec.row_name(i) for i in range(len(spec.rows))])
+                   resources=resources.check(), trials=trials)
         return plan._place(out, storage)
 
     def _place(self, out: Path | None, storage: str | None) -> "ExperimentPlan":
         self.out = (out or Path("experiments") / self.name).expanduser().resolve()
+        self.storage_given = storage is not None
         self.storage = storage or str(self.out / DEFAULT_STORAGE_DIR)
         if "://" not in self.storage:
             self.storage = str(Path(self.storage).expanduser().resolve())
@@ -203,6 +205,8 @@ class ExperimentPlan:
 
     def _check_same_as_stored(self) -> None:
         stored = json.loads((self.out / PLAN_FILE).read_text(encoding="utf-8"))
+        if not self.storage_given and stored.get("storage"):
+            self.storage = stored["storage"]  # --resume without --storage finds the original storage
         stored_spec = (self.out / SPEC_FILE).read_text(encoding="utf-8") if (self.out / SPEC_FILE).is_file() else None
         mine = self.summary()
         for key in ("kind", "name", "target", "overrides", "seeds", "storage"):
@@ -214,6 +218,13 @@ class ExperimentPlan:
         if stored_spec is not None and stored_spec != self.spec_text:
             raise RunDirError(f"--resume: the YAML differs from {self.out / SPEC_FILE}, which this experiment ran; "
                               "resume with the original file, or start a new --out")
+
+
+def storage_filesystem(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The pyarrow filesystem and path of a storage location: a local path or a URI (s3://, gs://)."""
+    if "://" in uri:
+        return pyarrow.fs.FileSystem.from_uri(uri)
+    return pyarrow.fs.LocalFileSystem(), uri
 
 
 def _check_data(configs: Iterable[Config]) -> None:

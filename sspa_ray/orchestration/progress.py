@@ -88,7 +88,8 @@ class ProgressTable(Callback):
             self._show(trials, redraw=False)
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self._show(trials, redraw=(self.stream or sys.stdout).isatty(), final=True)
+        # A fresh block: Tune logs its final sync between the last step and this call.
+        self._show(trials, redraw=False, final=True)
 
     # ---- rendering --------------------------------------------------------------------------
     def _planned_epochs(self, trial) -> int:

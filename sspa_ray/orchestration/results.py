@@ -3,7 +3,8 @@
 Columns: every dotted config key, ``trial_id``, ``status``, ``error``, ``epochs_done``, the final
 ``accuracy``/``macro_precision``/``macro_recall``/``macro_f1``, the same at the best epoch as
 ``best.*`` plus ``best.epoch`` (chosen on the test set, as the engine's metrics.json does),
-``clean_share``, ``selection_precision``, ``selection_recall`` and ``row`` (-1 for tune).
+``clean_share``, ``selection_precision``, ``selection_recall``, ``row`` (-1 for tune) and, for
+completed trials, the final per-class recall as ``recall.<class>``.
 
 Status: ``completed`` (all epochs ran), ``stopped`` (the ASHA scheduler ended it early),
 ``diverged`` (NaN/inf loss), ``errored`` (raised after its retries) or ``pending`` (not finished).
@@ -11,13 +12,16 @@ Status: ``completed`` (all epochs ran), ``stopped`` (the ASHA scheduler ended it
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
 from sspa_ray.config import KEYS
-from sspa_ray.orchestration.plan import RESULTS_FILE, ExperimentPlan
+from sspa_ray.labels import CLASSES
+from sspa_ray.orchestration.plan import RESULTS_FILE, ExperimentPlan, storage_filesystem
 from sspa_ray.report import render_experiment
 
 METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
@@ -26,7 +30,7 @@ DIVERGED = "diverged"
 # The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
 BEST_BY = "accuracy"
 COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
-           *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row")
+           *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", *(f"recall.{c}" for c in CLASSES))
 
 
 def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> str:
@@ -58,6 +62,7 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
         record["error"] = ""
     for name in (*METRICS, *EXTRA):
         record[name] = _number(final.get(name))
+    record.update(_per_class_recall(plan, trial) if status == "completed" else {})
     if len(epochs) and BEST_BY in epochs and epochs[BEST_BY].notna().any():
         best = epochs.loc[epochs[BEST_BY].idxmax()].to_dict()
         record.update({f"best.{m}": _number(best.get(m)) for m in METRICS})
@@ -97,6 +102,17 @@ def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
         epochs = epochs[epochs[DIVERGED].isna() | (epochs[DIVERGED] == 0)]
     epochs = epochs.drop_duplicates("epoch", keep="last").sort_values("epoch")
     return epochs.reset_index(drop=True)
+
+
+def _per_class_recall(plan: ExperimentPlan, trial) -> dict[str, float]:
+    """``recall.<class>`` of the final epoch, from the metrics.json the trial published."""
+    filesystem, root = storage_filesystem(f"{plan.experiment_path}/{Path(trial.path).name}/metrics.json")
+    try:
+        with filesystem.open_input_stream(root) as stream:
+            per_class = json.loads(stream.read()).get("per_class", {})
+    except (FileNotFoundError, OSError, json.JSONDecodeError):
+        return {}
+    return {f"recall.{name}": float(per_class[name]["recall"]) for name in CLASSES if name in per_class}
 
 
 def _number(value: Any) -> float:

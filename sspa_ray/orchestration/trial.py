@@ -28,7 +28,7 @@ import ray.tune
 
 from sspa_ray.config import from_flat
 from sspa_ray.engine import TrainingDiverged, fit
-from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.orchestration.plan import ExperimentPlan, storage_filesystem
 from sspa_ray.orchestration.progress import TrialGauges
 
 # Files of a finished run that are copied next to the trial's Tune results in storage.
@@ -65,14 +65,18 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
         with _staged(checkpoint_dir) as staged:
             ray.tune.report(dict(metrics), checkpoint=ray.tune.Checkpoint.from_directory(staged))
 
-    with _log_file(run_dir, capture_output=True) as log:
-        log(_where(trial_id, restored))
-        try:
-            fit(cfg, run_dir, report=report, resume=restored, log=log)
-        except TrainingDiverged as exc:
-            log(f"diverged: {exc}")
-            ray.tune.report(_diverged_metrics(exc))
-    _publish(run_dir, outputs_uri)
+    # Published also when the trial raises or the scheduler stops it (Tune ends the function at
+    # its next report), so every trial folder has its log.
+    try:
+        with _log_file(run_dir, capture_output=True) as log:
+            log(_where(trial_id, restored))
+            try:
+                fit(cfg, run_dir, report=report, resume=restored, log=log)
+            except TrainingDiverged as exc:
+                log(f"diverged: {exc}")
+                ray.tune.report(_diverged_metrics(exc))
+    finally:
+        _publish(run_dir, outputs_uri)
 
 
 # ---- TorchTrainer path ------------------------------------------------------------------------------
@@ -126,15 +130,17 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
             ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(staged),
                              checkpoint_dir_name=checkpoint_dir.name)
 
-    with _log_file(run_dir, capture_output=False) as log:
-        log(_where(f"{loop_config['trial_id']} rank {rank}", restored))
-        try:
-            fit(cfg, run_dir, report=report, resume=restored, log=log)
-        except TrainingDiverged as exc:
-            log(f"diverged: {exc}")
-            ray.train.report(_diverged_metrics(exc))
-    if rank == 0:
-        _publish(run_dir, loop_config["outputs_uri"])
+    try:
+        with _log_file(run_dir, capture_output=False) as log:
+            log(_where(f"{loop_config['trial_id']} rank {rank}", restored))
+            try:
+                fit(cfg, run_dir, report=report, resume=restored, log=log)
+            except TrainingDiverged as exc:
+                log(f"diverged: {exc}")
+                ray.train.report(_diverged_metrics(exc))
+    finally:
+        if rank == 0:
+            _publish(run_dir, loop_config["outputs_uri"])
 
 
 # ---- shared helpers ---------------------------------------------------------------------------------
@@ -215,7 +221,7 @@ def _diverged_metrics(exc: TrainingDiverged) -> dict[str, Any]:
 
 def _publish(run_dir: Path, outputs_uri: str) -> None:
     """Copy the run's metrics.json, selection.csv and log next to the trial's results in storage."""
-    filesystem, root = pyarrow.fs.FileSystem.from_uri(outputs_uri) if "://" in outputs_uri else (pyarrow.fs.LocalFileSystem(), outputs_uri)
+    filesystem, root = storage_filesystem(outputs_uri)
     filesystem.create_dir(root, recursive=True)
     for name in OUTPUT_FILES:
         source = run_dir / name

@@ -85,14 +85,6 @@ class SearchSpace:
     space: dict[str, Distribution] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def varied_keys(self) -> tuple[str, ...]:
-        return tuple(self.space)
-
-    def grid_size(self) -> int:
-        """Configurations per repeat: the product of the grid lengths (1 without grids)."""
-        return math.prod(len(d.args) for d in self.space.values() if d.kind == "grid")
-
     def check_points(self, target: str | None, overrides: Mapping[str, Any]) -> list[Config]:
         """Build the config of every extreme point of the space; raise on the first invalid one.
 

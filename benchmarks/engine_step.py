@@ -1,0 +1,150 @@
+"""The SSPA-JT training step against a plain cross-entropy step with the same backbone and batch.
+
+    python -m benchmarks.engine_step [--rounds 7] [--threads 1] [--skip-cpu] [--skip-cuda]
+
+Four epochs per configuration are timed side by side, in interleaved rounds (the order rotates
+every round), and their median time per step is compared with the plain one:
+
+  plain        a hand-written CE loop: backbone + linear head, mean CE, SGD, cosine schedule;
+  engine, off  the engine's epoch with modules.ssm/moe/pam off;
+  SSPA-JT SS   the engine's SS-stage epoch: MoE head (k=3), weighted CE, SSM record and re-selection;
+  SSPA-JT PA   the engine's PA-stage epoch: MoE head, PAM pairing (planned on the host once per
+               epoch) and Mixup.
+
+All four use the same data, gather, on-device augmentation, precision and memory format. The
+engine epochs run through ``Trainer._plan`` and ``Trainer._train_epoch``, the code ``fit`` runs.
+
+Configurations: on the CPU, ``small`` at 32 px, batch 64, on data of the synthetic benchmark's
+size (the goal: SSPA-JT <= 1.10x plain), and ``resnet18`` at 112 px, batch 16. On CUDA when
+present: resnet18 at 224 px, batch 128 and 256, bf16 + channels_last, data resident on the
+device; there it also counts the host syncs of one epoch (expected: 1, the epoch's loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import warnings
+
+import torch
+
+from benchmarks._engine import (
+    MODULES_OFF,
+    SSPA,
+    EngineEpoch,
+    PlainEpoch,
+    interleaved,
+    make_trainer,
+    median,
+    random_data,
+    synthetic_sized_data,
+)
+
+GOAL = 1.10
+
+
+def compare(title: str, data, settings: dict, rounds: int, run_dir: str) -> tuple[dict[str, float], dict]:
+    """Time plain / engine-off / SS / PA on the same data; print; return ms per step and the runs."""
+    off = make_trainer({**settings, **MODULES_OFF}, data, run_dir)
+    full = make_trainer({**settings, **SSPA}, data, run_dir)
+    # Separate trainers for SS and PA: each keeps its own model and SSM state.
+    full_pa = make_trainer({**settings, **SSPA}, data, run_dir)
+    runs = {
+        "plain": PlainEpoch(off),
+        "engine, modules off": EngineEpoch(off, "SS"),
+        "SSPA-JT SS stage": EngineEpoch(full, "SS"),
+        "SSPA-JT PA stage": EngineEpoch(full_pa, "PA"),
+    }
+    seconds = interleaved(runs, rounds, full.device)
+    steps, batch = full.steps, full.cfg.train.batch_size
+    per_step = {name: median(values) / steps * 1e3 for name, values in seconds.items()}
+    print(f"\n{title}: batch {batch}, {steps} steps per epoch, median of {rounds} interleaved rounds")
+    print(f"  {'':22} {'ms/step':>9} {'img/s':>8} {'x plain':>8}")
+    for name, ms in per_step.items():
+        print(f"  {name:22} {ms:9.2f} {batch / ms * 1e3:8.0f} {ms / per_step['plain']:7.3f}x")
+    return per_step, runs
+
+
+def host_syncs(run) -> int:
+    """Synchronising CUDA calls made during `run()`, as torch's sync debug mode reports them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing CUDA operation" in str(w.message) for w in caught)
+
+
+def cpu_section(args, run_dir: str) -> list[str]:
+    verdicts = []
+    common = {"train.device": "cpu", "train.num_threads": args.threads}
+    small, _ = compare(
+        "CPU, small, 32 px (synthetic benchmark size)",
+        synthetic_sized_data(32),
+        {**common, "model.backbone": "small", "train.batch_size": 64},
+        args.rounds,
+        run_dir,
+    )
+    for stage in ("SS", "PA"):
+        ratio = small[f"SSPA-JT {stage} stage"] / small["plain"]
+        verdicts.append(f"CPU small {stage} step: {ratio:.3f}x plain (goal <= {GOAL:.2f}x: "
+                        f"{'met' if ratio <= GOAL else 'NOT met'})")
+    compare(
+        "CPU, resnet18, 112 px",
+        random_data(112, 48, 80),
+        {**common, "model.backbone": "resnet18", "train.batch_size": 16},
+        max(3, args.rounds // 2),
+        run_dir,
+    )
+    return verdicts
+
+
+def cuda_section(args, run_dir: str) -> list[str]:
+    verdicts = []
+    data = random_data(224, 2048, 4096)  # 6144 images: 48 steps of 128, 24 of 256
+    gpu = torch.cuda.get_device_name()
+    for batch in (128, 256):
+        settings = {
+            "train.device": "cuda", "model.backbone": "resnet18", "train.batch_size": batch,
+            "train.precision": "bf16", "train.channels_last": True, "train.data_on_device": True,
+        }
+        per_step, runs = compare(f"CUDA ({gpu}), resnet18, 224 px, bf16 + channels_last, data on device",
+                           data, settings, args.rounds, run_dir)
+        for stage in ("SS", "PA"):
+            name = f"SSPA-JT {stage} stage"
+            epoch = runs[name]  # already warmed up by compare()
+            verdicts.append(
+                f"CUDA batch {batch} {stage} step: {per_step[name] / per_step['plain']:.3f}x plain; "
+                f"host syncs in one epoch of {epoch.steps} steps: {host_syncs(epoch)}"
+            )
+    return verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: steadier figures on a shared machine)")
+    parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--skip-cuda", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    verdicts = []
+    with tempfile.TemporaryDirectory(prefix="sspa-bench-step-") as run_dir:
+        if not args.skip_cpu:
+            verdicts += cpu_section(args, run_dir)
+        if args.skip_cuda:
+            pass
+        elif torch.cuda.is_available():
+            verdicts += cuda_section(args, run_dir)
+        else:
+            print("\nCUDA: no device visible; the GPU configurations were not run")
+    print()
+    for line in verdicts:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
