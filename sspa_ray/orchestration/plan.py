@@ -22,7 +22,7 @@ from sspa_ray.config import Config, make_config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.errors import RunDirError, SpecError
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
-from sspa_ray.specs.search_space import SearchSpace
+from sspa_ray.specs.search_space import NAME_PATTERN, SearchSpace
 
 PLAN_FILE = "experiment.json"
 SPEC_FILE = "spec.yaml"
@@ -108,6 +108,8 @@ class ExperimentPlan:
         return plan._place(out, storage)
 
     def _place(self, out: Path | None, storage: str | None) -> "ExperimentPlan":
+        if not NAME_PATTERN.match(self.name):
+            raise SpecError(f"--name {self.name!r} is not a usable experiment name: use letters, digits, '.', '_' or '-'")
         self.out = (out or Path("experiments") / self.name).expanduser().resolve()
         self.storage_given = storage is not None
         self.storage = storage or str(self.out / DEFAULT_STORAGE_DIR)
