@@ -55,7 +55,7 @@ def _prepare_out(run_dir: Path, overwrite: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
 def train(target, aux, data_root, sets, out, resume, overwrite):
     """Train one configuration; write RUN_DIR/metrics.json, selection.csv and checkpoints."""
-    from sspa_ray.engine import TrainingDiverged, fit
+    from sspa_ray.engine import TrainingDiverged, TrainingOutOfMemory, fit
     from sspa_ray.engine.checkpoint import atomic_write_text
 
     if (out is None) == (resume is None):
@@ -88,7 +88,7 @@ def train(target, aux, data_root, sets, out, resume, overwrite):
     data = load_joint_data(cfg)
     try:
         metrics = fit(cfg, run_dir, data=data, resume=resume is not None, log=click.echo)
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, TrainingOutOfMemory) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(

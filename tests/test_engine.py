@@ -16,7 +16,7 @@ import torch
 from sspa_ray.config import make_config
 from sspa_ray.data import JointData, Split
 from sspa_ray.data.augment import augment, normalize
-from sspa_ray.engine import TrainingDiverged, fit
+from sspa_ray.engine import TrainingDiverged, TrainingOutOfMemory, fit
 from sspa_ray.engine.checkpoint import latest_checkpoint, load_checkpoint
 from sspa_ray.engine.loop import Trainer
 from sspa_ray.engine.metrics import classification_metrics, selection_metrics
@@ -251,6 +251,19 @@ def test_divergence_raises(tmp_path):
         fit(cfg, tmp_path / "run", data=easy_data(), log=lambda _: None)
     assert info.value.epoch == 1 and np.isnan(info.value.loss)
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing is checkpointed after divergence
+
+
+def test_out_of_memory_names_the_batch_size_and_the_fix(tmp_path, monkeypatch):
+    # No GPU here: simulate the allocator failing the way CUDA does, inside a real epoch.
+    def exhausted(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_train_epoch", exhausted)
+    with pytest.raises(TrainingOutOfMemory) as info:
+        fit(config(), tmp_path / "run", data=easy_data(), log=lambda _: None)
+    message = str(info.value)
+    assert "train.batch_size=32" in message and "lower train.batch_size" in message
+    assert "\n" not in message
 
 
 def test_bad_sizes_are_config_errors(tmp_path):

@@ -58,6 +58,18 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"training diverged in epoch {epoch}: loss {loss}; try a lower train.lr")
 
 
+class TrainingOutOfMemory(RuntimeError):
+    """The device ran out of memory; the message says which batch size and what to try."""
+
+    def __init__(self, cfg):
+        t = cfg.train
+        super().__init__(
+            f"out of memory at train.batch_size={t.batch_size} (train.eval_batch_size={t.eval_batch_size}, "
+            f"data.image_size={cfg.data.image_size}): lower train.batch_size, set train.precision=bf16, "
+            "set train.data_on_device=false, or give each trial more of the GPU (--gpus-per-trial)"
+        )
+
+
 @dataclass(frozen=True)
 class _World:
     rank: int = 0
@@ -490,4 +502,7 @@ def fit(cfg, run_dir, *, data=None, report=None, resume: bool = False, log: Call
     only rank 0 passes the checkpoint directory (the others pass None). Returns the content of
     metrics.json.
     """
-    return Trainer(cfg, run_dir, data=data, log=log).run(report=report, resume=resume)
+    try:
+        return Trainer(cfg, run_dir, data=data, log=log).run(report=report, resume=resume)
+    except torch.OutOfMemoryError as exc:
+        raise TrainingOutOfMemory(cfg) from exc
