@@ -1,13 +1,19 @@
 """The decode-once cache: building it, hitting it, and a second trial that does not decode.
 
     python -m benchmarks.data [--images 2000] [--source-size 384] [--size 224]
+                              [--aug-batch 128] [--loader-workers 0 2]
 
 It writes an AffectNet-layout folder of photo-sized JPEGs (synthetic faces upscaled to
 --source-size, with a face box), then measures in one run, on one machine:
   - the cold cache build (decode + crop + resize + write), with 1 decoder thread and with the
     default count, in images per second;
   - a cache hit (read the listing, stat every file, memory-map, read every pixel) against decoding;
-  - a second "trial" in a new process: how many images it decodes (should be 0) and its load time.
+  - a second "trial" in a new process: how many images it decodes (should be 0) and its load time;
+  - augmentation of the cached images: the engine's batched path (sspa_ray.data.augment on a
+    uint8 tensor resident on the device: CUDA when present, else the CPU, 1 torch thread)
+    against a torch DataLoader with per-sample torchvision transforms (RandomCrop with padding,
+    RandomHorizontalFlip, Normalize) and 0 or more worker processes, copying each batch to the
+    device; img/s, interleaved rounds.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -75,11 +82,76 @@ print(json.dumps({"decoded": cache.decoded_images, "seconds": time.perf_counter(
 """
 
 
+class _PerSampleImages(torch.utils.data.Dataset):
+    """The cached images one at a time, as a DataLoader pipeline reads them."""
+
+    def __init__(self, images: np.ndarray, transform):
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform(torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1))
+
+
+def augmentation_paths(images: np.ndarray, batch: int, workers: list[int], rounds: int = 3) -> None:
+    """img/s of the device path against DataLoader paths, on the same images and the same crop."""
+    from torchvision.transforms import v2
+
+    from benchmarks._engine import interleaved
+    from sspa_ray.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # steadier on a shared machine; DataLoader workers use 1 each too
+    n, size = len(images), images.shape[1]
+    padding = size // 8  # data.crop_padding = -1
+    resident = torch.from_numpy(np.array(images)).to(device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0)
+
+    def device_path() -> None:
+        order = torch.randperm(n, generator=generator, device=device)
+        for a in range(0, n - batch + 1, batch):
+            augment(resident[order[a : a + batch]], generator, padding)
+
+    transform = v2.Compose([
+        v2.RandomCrop(size, padding=padding),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+    def loader_path(loader) -> None:
+        for x in loader:
+            x.to(device, non_blocking=True)
+
+    runs = {f"{device.type} tensors, batched (sspa_ray.data.augment)": device_path}
+    for w in workers:
+        loader = torch.utils.data.DataLoader(
+            _PerSampleImages(images, transform), batch_size=batch, shuffle=True, drop_last=True,
+            num_workers=w, persistent_workers=w > 0, pin_memory=device.type == "cuda",
+        )
+        runs[f"DataLoader, torchvision, {w} workers"] = lambda loader=loader: loader_path(loader)
+    seconds = interleaved(runs, rounds, device)
+    torch.set_num_threads(threads)
+    per_s = {name: (n // batch) * batch / float(np.median(values)) for name, values in seconds.items()}
+    base = next(iter(per_s.values()))
+    print(f"augmentation of {n} cached {size}x{size} images, batch {batch}, pad {padding}, crop + flip + "
+          f"normalise, then on {device}; median of {rounds} interleaved rounds:")
+    for name, rate in per_s.items():
+        print(f"  {name:52} {rate:8.0f} img/s {rate / base:6.2f}x the batched path")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--source-size", type=int, default=384, help="side of the JPEGs on disk")
     parser.add_argument("--size", type=int, default=224, help="data.image_size of the cache")
+    parser.add_argument("--aug-batch", type=int, default=128, help="batch of the augmentation comparison")
+    parser.add_argument("--loader-workers", type=int, nargs="+", default=[0, min(8, os.cpu_count() or 1)],
+                        help="DataLoader worker counts to compare")
     args = parser.parse_args()
 
     from sspa_ray.data import _decode, load_split
@@ -119,6 +191,8 @@ def main() -> None:
         trial_s = float(np.median([trial["seconds"] for trial in trials]))
         print(f"second trial (new process, median of 3): decoded {decoded} images; load {trial_s:.3f} s "
               f"(after imports); {many_s / trial_s:.0f}x faster than decoding")
+
+        augmentation_paths(hit.images, args.aug_batch, args.loader_workers)
 
 
 if __name__ == "__main__":

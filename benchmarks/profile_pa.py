@@ -1,0 +1,87 @@
+"""A profile of one PA-stage epoch, and a check that no work is done per sample in Python.
+
+    python -m benchmarks.profile_pa [--rows 15] [--threads 1]
+
+1. torch.profiler (CPU activities, plus CUDA ones when a GPU is visible) over one PA-stage epoch
+   as the engine runs it (``Trainer._plan``, which plans PAM on the host, then
+   ``Trainer._train_epoch``), with the synthetic benchmark's defaults: ``small``, 32 px,
+   batch 64, data of the benchmark's size (3000 training images). Prints the top ops by self
+   CPU time.
+2. The same epoch at batch 32 and at batch 128, both with 16 steps: the aten ops the profiler
+   records and the Python function calls cProfile counts, per step. Python work per sample would
+   make the counts grow with the batch (4x the samples per step); equal counts show there is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from benchmarks._engine import EngineEpoch, make_trainer, random_data, synthetic_sized_data
+
+STEPS = 16
+
+
+def _activities() -> list[ProfilerActivity]:
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+
+
+def _pa_epoch(data, batch: int, threads: int, run_dir: str) -> EngineEpoch:
+    settings = {"model.backbone": "small", "train.batch_size": batch, "train.num_threads": threads}
+    epoch = EngineEpoch(make_trainer(settings, data, run_dir), "PA")
+    epoch()  # warm-up: first-call allocations and kernel choices are not part of the profile
+    return epoch
+
+
+def counts(epoch: EngineEpoch) -> dict[str, float]:
+    """aten ops, Python function calls and milliseconds per step of one epoch."""
+    with profile(activities=_activities()) as prof:
+        epoch()
+    aten = sum(event.name.startswith("aten::") for event in prof.events())
+    python = cProfile.Profile()
+    start = time.perf_counter()
+    python.enable()
+    epoch()
+    python.disable()
+    seconds = time.perf_counter() - start  # includes cProfile's own overhead; for scale only
+    calls = pstats.Stats(python).total_calls
+    return {"aten": aten / epoch.steps, "python": calls / epoch.steps, "ms": seconds / epoch.steps * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=15, help="rows of the top-ops table")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="sspa-bench-profile-") as run_dir:
+        epoch = _pa_epoch(synthetic_sized_data(32), 64, args.threads, run_dir)
+        device = epoch.trainer.device
+        with profile(activities=_activities()) as prof:
+            epoch()
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(f"One PA-stage epoch on {device}: small, 32 px, batch 64, {epoch.steps} steps "
+              f"(plan on the host + every step); top {args.rows} ops by {sort}")
+        print(prof.key_averages().table(sort_by=sort, row_limit=args.rows, max_name_column_width=45))
+
+        print(f"Per step, one PA-stage epoch of {STEPS} steps (after a warm-up epoch):")
+        print(f"{'batch':>6} {'aten ops':>9} {'Python calls':>13} {'ms (cProfiled)':>15}")
+        rows = {}
+        for batch in (32, 128):
+            n = STEPS * batch
+            rows[batch] = counts(_pa_epoch(random_data(32, n // 3, n - n // 3), batch, args.threads, run_dir))
+            r = rows[batch]
+            print(f"{batch:>6} {r['aten']:9.2f} {r['python']:13.2f} {r['ms']:15.1f}")
+        same = all(rows[32][key] == rows[128][key] for key in ("aten", "python"))
+        print(f"4x the samples per step, same aten op and Python call counts: {'yes' if same else 'NO'} "
+              "(no per-sample Python work)")
+
+
+if __name__ == "__main__":
+    main()
