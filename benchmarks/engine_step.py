@@ -1,6 +1,6 @@
 """The SSPA-JT training step against a plain cross-entropy step with the same backbone and batch.
 
-    python -m benchmarks.engine_step [--rounds 7] [--threads 1] [--skip-cpu] [--skip-cuda]
+    python -m benchmarks.engine_step [--rounds 5] [--threads 1] [--skip-cpu] [--skip-cuda]
 
 Four epochs per configuration are timed side by side, in interleaved rounds (the order rotates
 every round), and the median time per step is printed with the median over rounds of each round's ratio to
@@ -98,7 +98,7 @@ def cpu_section(args, run_dir: str) -> list[str]:
         "CPU, resnet18, 112 px",
         random_data(112, 24, 40),  # 4 steps of 16
         {**common, "model.backbone": "resnet18", "train.batch_size": 16},
-        max(3, args.rounds // 2),
+        args.rounds,
         run_dir,
     )
     return verdicts
@@ -127,7 +127,7 @@ def cuda_section(args, run_dir: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds (after one warm-up)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (after one warm-up)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: steadier figures on a shared machine)")
     parser.add_argument("--skip-cpu", action="store_true")

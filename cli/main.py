@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
 
 from sspa_ray.errors import UserError
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class _Group(click.Group):
@@ -18,6 +22,13 @@ class _Group(click.Group):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            # A full, read-only or forbidden output location is the user's to fix, not a bug.
+            if exc.errno not in _STORAGE_ERRNOS:
+                raise
+            click.echo(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; "
+                       "free some space or choose another --out", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

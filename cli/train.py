@@ -42,7 +42,10 @@ def _prepare_out(run_dir: Path, overwrite: bool) -> None:
         if not (run_dir / CONFIG_FILE).is_file():
             raise RunDirError(f"--overwrite {run_dir}: refusing to delete a folder that holds no sspa-ray run")
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"--out {run_dir} is not writable ({exc.strerror}); choose another directory") from None
 
 
 @click.command()

@@ -81,6 +81,8 @@ CASES = [
     ("data-check-missing-folder", lambda t: ["data", "check", "affectnet", "--data-root", str(t)], ["affectnet"]),
     ("resume-train-without-run", lambda t: ["train", "--resume", str((t / "empty").mkdir() or t / "empty")], ["empty"]),
     ("resume-ablate-without-run", lambda t: ["ablate", "--out", str((t / "empty").mkdir() or t / "empty"), "--resume"], ["empty"]),
+    ("out-unwritable-train", lambda t: ["train", "--out", str(_write(t / "file", "") / "run")], ["not writable"]),
+    ("out-unwritable-ablate", lambda t: ["ablate", "--out", str(_write(t / "file", "") / "exp")], ["not writable"]),
     ("out-exists", lambda t: ["train", "--out", str(_write(t / "r" / "config.json", "{}").parent)], ["--resume", "--overwrite"]),
 ]
 
