@@ -1,4 +1,4 @@
-"""The decode-once cache: building it, hitting it, and a second trial that does not decode.
+"""The data path: the decode-once cache (build, hit, a trial that decodes nothing) and augmentation.
 
     python -m benchmarks.data [--images 2000] [--source-size 384] [--size 224]
                               [--aug-batch 128] [--loader-workers 0 2]

@@ -134,7 +134,9 @@ def trials_per_hour(args) -> None:
             for proc in procs:  # start them together
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
-            results = [json.loads(proc.stdout.readline()) for proc in procs]
+            results = [json.loads(proc.stdout.readline() or "null") for proc in procs]
+            if None in results:
+                raise RuntimeError("a sharing trial failed while training; run it alone to see its error")
         finally:
             for proc in procs:
                 proc.stdin.close()

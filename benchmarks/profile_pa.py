@@ -65,7 +65,7 @@ def main() -> None:
         device = epoch.trainer.device
         with profile(activities=_activities()) as prof:
             epoch()
-        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
         print(f"One PA-stage epoch on {device}: small, 32 px, batch 64, {epoch.steps} steps "
               f"(plan on the host + every step); top {args.rows} ops by {sort}")
         print(prof.key_averages().table(sort_by=sort, row_limit=args.rows, max_name_column_width=45))

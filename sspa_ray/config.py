@@ -85,7 +85,7 @@ class TrainConfig:
     seed: int = _f(0, lo=0, hi=2**31 - 1, help="seed of every random choice of a run")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"), help="training device")
     precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision on CUDA")
-    channels_last: bool = _f(False, help="channels_last memory format on CUDA")
+    channels_last: bool = _f(False, help="channels_last memory format (CUDA and CPU)")
     compile: bool = _f(False, help="torch.compile the model")
     data_on_device: bool = _f(True, help="keep the uint8 dataset on the training device when it fits")
     eval_batch_size: int = _f(256, lo=1, hi=65536, help="batch size of evaluation")

@@ -187,7 +187,9 @@ class Trainer:
             torch.set_num_threads(t.num_threads)
         self.device = _pick_device(cfg)
         cuda = self.device.type == "cuda"
-        self.channels_last = cuda and t.channels_last
+        # Honoured on the CPU too: oneDNN's channels_last kernels are faster there as well
+        # (`small`'s step ~1.3x, its max-pool ~3x; benchmarks/engine_step.py).
+        self.channels_last = t.channels_last
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision) if cuda else None
 
         if data is None:
