@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_step
 	$(BIN)/python -m benchmarks.data
 	$(BIN)/python -m benchmarks.orchestration
+	$(BIN)/python -m benchmarks.profile_pa
+	$(BIN)/python -m benchmarks.gpu_throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache

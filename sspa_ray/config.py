@@ -151,6 +151,8 @@ TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
         "train.batch_size": 64,
         "train.lr": 0.05,
         "train.weight_decay": 0.0005,
+        # The small CNN's max-pool is ~3x faster in channels_last on a CPU (benchmarks/engine_step).
+        "train.channels_last": True,
     },
 }
 
