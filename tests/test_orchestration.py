@@ -346,6 +346,25 @@ def test_exposed_dashboard_warns_about_shadowray():
 
 # ---- two nodes (runs last: it replaces the shared session) ---------------------------------------
 
+def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ray, tmp_path):
+    # The embedded default job, shrunk: the real `ablate` command, the real `modules` preset.
+    sets = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    result = CliRunner().invoke(cli, ["ablate", "--target", "synthetic", "--out", str(tmp_path / "exp"), *sets])
+    assert result.exit_code == 0, result.output
+    stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
+    modules = ["modules.ssm", "modules.fix_target", "modules.moe", "modules.pam"]
+    assert {*modules, "accuracy", "macro_precision", "macro_recall", "macro_f1"} <= set(stored.columns)
+    patterns = {tuple(row) for row in stored[modules].itertuples(index=False)}
+    expected = {tuple(row.values()) for row in load_ablation("modules").rows}
+    assert len(stored) == 9 and patterns == expected
+    assert (stored["status"] == "completed").all() and (stored["model.backbone"] == "small").all()
+    table = (tmp_path / "exp" / "table.md").read_text()
+    assert table.count("✓") == sum(sum(p) for p in patterns)
+    for name in ("table.csv", "table.tex", "modules.png"):
+        assert (tmp_path / "exp" / name).is_file()
+
+
+
 def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     from ray.cluster_utils import Cluster
 
@@ -370,4 +389,5 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
 

@@ -70,11 +70,7 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
     try:
         with _log_file(run_dir, capture_output=True) as log:
             log(_where(trial_id, restored))
-            try:
-                fit(cfg, run_dir, report=report, resume=restored, log=log)
-            except TrainingDiverged as exc:
-                log(f"diverged: {exc}")
-                ray.tune.report(_diverged_metrics(exc))
+            _fit(cfg, run_dir, report, restored, log, final_report=ray.tune.report)
     finally:
         _publish(run_dir, outputs_uri)
 
@@ -133,17 +129,22 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     try:
         with _log_file(run_dir, capture_output=False) as log:
             log(_where(f"{loop_config['trial_id']} rank {rank}", restored))
-            try:
-                fit(cfg, run_dir, report=report, resume=restored, log=log)
-            except TrainingDiverged as exc:
-                log(f"diverged: {exc}")
-                ray.train.report(_diverged_metrics(exc))
+            _fit(cfg, run_dir, report, restored, log, final_report=ray.train.report)
     finally:
         if rank == 0:
             _publish(run_dir, loop_config["outputs_uri"])
 
 
 # ---- shared helpers ---------------------------------------------------------------------------------
+
+def _fit(cfg, run_dir: Path, report, restored: bool, log, *, final_report) -> None:
+    """Run the engine; a diverged run ends with one last report that marks it (no retry)."""
+    try:
+        fit(cfg, run_dir, report=report, resume=restored, log=log)
+    except TrainingDiverged as exc:
+        log(f"diverged: {exc}")
+        final_report(_diverged_metrics(exc))
+
 
 def _restore(checkpoint, run_dir: Path) -> bool:
     """Put the latest reported checkpoint back into run_dir/checkpoints; True when there was one.
