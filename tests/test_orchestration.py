@@ -7,6 +7,7 @@ the real `sspa-ray tune` console script in subprocesses, and the two-node test s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -272,10 +273,8 @@ def killed_sweep(tmp_path_factory):
         driver.wait()
     finally:
         time.sleep(3)  # Ray's own processes notice the dead driver; then clean up what is left
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     seen["log"] = log.read_text()
     return seen
 

@@ -76,7 +76,7 @@ def save_checkpoint(root: Path, epoch: int, state: dict) -> Path:
 
 
 class CorruptCheckpoint(Exception):
-    pass
+    """A checkpoint whose files are missing, truncated or fail their SHA-256 check."""
 
 
 def load_checkpoint(path: Path) -> dict:
