@@ -26,8 +26,9 @@ class _Group(click.Group):
             # A full, read-only or forbidden output location is the user's to fix, not a bug.
             if exc.errno not in _STORAGE_ERRNOS:
                 raise
-            click.echo(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; "
-                       "free some space or choose another --out", err=True)
+            where = exc.filename or "the output directory"
+            click.echo(f"error: cannot write {where}: {exc.strerror}; free some space or choose another --out "
+                       "(what was already written stays; continue with --resume)", err=True)
             sys.exit(2)
 
 

@@ -111,3 +111,20 @@ def test_caers_face_box_layout_is_accepted(tmp_path):
     proc = subprocess.run(SSPA + ["data", "check", "caers", "--data-root", str(tmp_path), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_full_output_disk_is_one_line_and_the_run_resumes(tmp_path):
+    # A real full file system: a 256 KiB tmpfs (needs the right to mount, as CI's root has).
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        run = disk / "run"
+        argv = ["train", "--out", str(run), "--set", "data.synthetic_scale=0.1", *QUICK]
+        proc = subprocess.run(SSPA + argv, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and "No space left on device" in proc.stderr
+        assert (run / "config.json").is_file()  # what was written before the disk filled stays
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
