@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 
 from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets
 from sspa_ray.errors import ConfigError, RunDirError
+from sspa_ray.rundir import prepare_new_run_dir
 
 CONFIG_FILE = "config.json"
 
@@ -31,21 +31,6 @@ def _read_run_config(run_dir: Path):
         return from_flat(flat).validate()
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def _prepare_out(run_dir: Path, overwrite: bool) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(
-                f"--out {run_dir} already exists; continue it with --resume {run_dir} or start over with --overwrite"
-            )
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise RunDirError(f"--overwrite {run_dir}: refusing to delete a folder that holds no sspa-ray run")
-        shutil.rmtree(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"--out {run_dir} is not writable ({exc.strerror}); choose another directory") from None
 
 
 @click.command()
@@ -83,7 +68,7 @@ def train(target, aux, data_root, sets, out, resume, overwrite):
             overrides["data.aux"] = aux
         cfg = make_config(target, overrides)
         run_dir = out
-        _prepare_out(run_dir, overwrite)
+        prepare_new_run_dir(run_dir, marker=CONFIG_FILE, overwrite=overwrite)
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.to_flat(), indent=1) + "\n")
 
     from sspa_ray.data import load_joint_data

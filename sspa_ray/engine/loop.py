@@ -113,10 +113,6 @@ class _Images:
                     chunk = np.array(part[a : a + 4096])
                     self.resident[start + a : start + a + len(chunk)].copy_(torch.from_numpy(chunk))
 
-    @property
-    def nbytes(self) -> int:
-        return sum(p.nbytes for p in self.parts)
-
     def _send(self, batch: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(batch)
         if self.device.type == "cuda":
@@ -266,11 +262,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        changed = [
-            key
-            for key, value in state["config"].items()
-            if key not in EXECUTION_KEYS and self.cfg.to_flat().get(key) != value
-        ]
+        current = self.cfg.to_flat()
+        changed = [key for key, value in state["config"].items() if key not in EXECUTION_KEYS and current.get(key) != value]
         if changed:
             key = changed[0]
             raise ConfigError(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -21,6 +20,7 @@ import pyarrow.fs
 from sspa_ray.config import Config, make_config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.errors import RunDirError, SpecError
+from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
 from sspa_ray.specs.search_space import NAME_PATTERN, SearchSpace
 
@@ -170,27 +170,12 @@ class ExperimentPlan:
         out = self.out
         if resume and overwrite:
             raise RunDirError("--resume and --overwrite contradict each other: give one of them")
-        has_plan = (out / PLAN_FILE).is_file()
         if resume:
-            if not has_plan:
+            if not (out / PLAN_FILE).is_file():
                 raise RunDirError(f"--resume: {out} holds no experiment ({PLAN_FILE} is missing); run without --resume to start one")
             self._check_same_as_stored()
             return
-        if out.exists() and not out.is_dir():
-            raise RunDirError(f"--out {out} is a file: give a directory")
-        if out.is_dir() and any(out.iterdir()):
-            if not overwrite:
-                raise RunDirError(f"--out {out} already exists: add --resume to continue it or --overwrite to replace it")
-            if not has_plan:
-                raise RunDirError(f"--overwrite refuses to delete {out}: it is not an sspa-ray experiment ({PLAN_FILE} is missing)")
-            shutil.rmtree(out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
-            raise RunDirError(f"--out {out} is not writable ({exc.strerror}); choose another directory") from None
+        prepare_new_run_dir(out, marker=PLAN_FILE, overwrite=overwrite, what="experiment")
 
     def save(self) -> None:
         """Write spec.yaml and experiment.json; `sspa-ray report` and --resume read them back."""

@@ -1,0 +1,31 @@
+"""Run folders are never silently overwritten: one rule for `train` and for experiments."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sspa_ray.errors import RunDirError
+
+
+def prepare_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str = "run") -> None:
+    """Create `path` for a new run and check it is writable.
+
+    A non-empty folder needs `overwrite`, and even then it is deleted only when it holds `marker`
+    (the file by which sspa-ray recognises its own runs; `what` names them in the message).
+    """
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--out {path} is a file: give a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"--out {path} already exists: add --resume to continue it or --overwrite to replace it")
+        if not (path / marker).is_file():
+            raise RunDirError(f"--overwrite {path}: refusing to delete a folder that is not an sspa-ray {what} ({marker} is missing)")
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirError(f"--out {path} is not writable ({exc.strerror}); choose another directory") from None
