@@ -321,17 +321,21 @@ def _visible(table: Table, i: int, j: int) -> str:
     return text
 
 
+def _styled(cell: Cell, text: str, *, best: str, second: str, star: str) -> str:
+    """Best / second-best marks and the significance star, in one output format's markup."""
+    if text and cell.mark == "best":
+        text = best.format(text)
+    elif text and cell.mark == "second":
+        text = second.format(text)
+    return text + (star if cell.star else "")
+
+
 def to_markdown(table: Table, *, heading: bool = True) -> str:
     def md(text: str) -> str:
         return text.replace("|", "\\|").replace("*", "\\*")
 
     def styled(cell: Cell, text: str) -> str:
-        text = md(text)
-        if text and cell.mark == "best":
-            text = f"**{text}**"
-        elif text and cell.mark == "second":
-            text = f"<u>{text}</u>"
-        return text + ("\\*" if cell.star else "")
+        return _styled(cell, md(text), best="**{}**", second="<u>{}</u>", star="\\*")
 
     align = {"l": ":--", "c": ":-:", "r": "--:"}
     out = [f"### {md(table.title)}", ""] if heading else []
@@ -361,12 +365,7 @@ def latex_escape(text: str) -> str:
 
 def _latex_tabular(table: Table) -> list[str]:
     def styled(cell: Cell, text: str) -> str:
-        text = latex_escape(text)
-        if text and cell.mark == "best":
-            text = rf"\textbf{{{text}}}"
-        elif text and cell.mark == "second":
-            text = rf"\underline{{{text}}}"
-        return text + (r"$^{*}$" if cell.star else "")
+        return _styled(cell, latex_escape(text), best=r"\textbf{{{}}}", second=r"\underline{{{}}}", star=r"$^{*}$")
 
     out = [r"\begin{tabular}{" + "".join(c.align for c in table.columns) + "}", r"\toprule"]
     out.append(" & ".join(latex_escape(c.title) for c in table.columns) + r" \\")
