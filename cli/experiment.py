@@ -52,6 +52,11 @@ def _common_options(command):
         click.option("--dashboard", is_flag=True, help="Serve the Ray dashboard (127.0.0.1, token sign-in)."),
         click.option("--dashboard-host", default=None,
                      help="Address for the dashboard (implies --dashboard); 0.0.0.0 exposes it to the network."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the trials, their resources and a time estimate; start nothing."),
+        click.option("--throughput", type=float, default=None, metavar="IMG_PER_S",
+                     help="--dry-run: training images per second per trial to estimate with "
+                          "(default: measured by a short burst of the engine on this machine)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -60,13 +65,15 @@ def _common_options(command):
 
 @click.command()
 @click.argument("space_file", metavar="SPACE.yaml", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--num-samples", type=int, default=None,
+              help="Trials to draw (random, optuna) or repeats of the grid; overrides the space's num_samples.")
 @_common_options
-def tune(space_file: Path, **options) -> None:
+def tune(space_file: Path, num_samples: int | None, **options) -> None:
     """Sweep a search space (YAML) of dotted config keys on Ray Tune."""
     from sspa_ray.orchestration.plan import ExperimentPlan
-    from sspa_ray.specs.search_space import load_search_space
+    from sspa_ray.specs.search_space import load_search_space, with_num_samples
 
-    space = load_search_space(space_file)
+    space = with_num_samples(load_search_space(space_file), num_samples)
     if options["seeds"] is None:
         options["seeds"] = 1
     _run(functools.partial(ExperimentPlan.for_search, space), **options)
@@ -74,22 +81,29 @@ def tune(space_file: Path, **options) -> None:
 
 @click.command()
 @click.argument("ablation_file", metavar="[ABLATION.yaml]", required=False, default=None)
-@click.option("--preset", default=None, help="A preset of ablations/ (modules, experts, beta, aux_ratio, ...).")
+@click.option("--preset", default=None,
+              help="A preset of ablations/ (modules, experts, beta, aux_ratio, ...), or paper: every table of "
+                   "the paper for the target as one experiment of shared trials.")
 @_common_options
 def ablate(ablation_file: str | None, preset: str | None, **options) -> None:
     """Run an ablation (default preset: modules, the paper's Table 5) on Ray Tune."""
     from sspa_ray.orchestration.plan import ExperimentPlan
     from sspa_ray.specs.ablation import load_ablation
+    from sspa_ray.specs.suite import PAPER, paper_suite
 
     if ablation_file and preset:
         raise UserError("give either --preset NAME or an ABLATION.yaml file, not both")
+    if preset == PAPER:
+        # The suite's tables depend on the target, so it is built once the target is known.
+        _run(lambda target, **kw: ExperimentPlan.for_ablation(paper_suite(target), target=target, **kw), **options)
+        return
     spec = load_ablation(ablation_file or preset or "modules")
     _run(functools.partial(ExperimentPlan.for_ablation, spec), **options)
 
 
 def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, overwrite, address, storage,
          gpus_per_trial, cpus_per_trial, workers_per_trial, max_concurrent, max_failures, dashboard,
-         dashboard_host) -> None:
+         dashboard_host, dry_run, throughput) -> None:
     from sspa_ray.orchestration.cluster import LOOPBACK, ClusterOptions
     from sspa_ray.orchestration.plan import Resources
 
@@ -111,6 +125,13 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
                              dashboard_host=dashboard_host or LOOPBACK).check()
     plan = make_plan(target=target, sets=overrides, seeds=seeds, out=out, name=name, storage=storage,
                      resources=resources)
+    if throughput is not None and (throughput <= 0 or not dry_run):
+        raise UserError(f"--throughput {throughput:g} is invalid: give images per second > 0, with --dry-run")
+    if dry_run:
+        from sspa_ray.orchestration.dryrun import describe_plan
+
+        describe_plan(plan, throughput=throughput, log=click.echo)
+        return
     plan.prepare_out(resume=resume, overwrite=overwrite)
 
     from sspa_ray.orchestration.tuner import run_experiment  # the first Ray import

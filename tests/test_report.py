@@ -12,6 +12,7 @@ import shutil
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from scipy import stats
 
 from sspa_ray.config import KEYS, make_config
 from sspa_ray.report import render_experiment
@@ -57,11 +58,13 @@ def all_trials(preset, target, value_of, seeds=1):
             for t in spec.trials(target, {}, seeds)]
 
 
-def test_mean_std_and_welch_p_match_hand_computed_values(tmp_path):
+def test_paired_test_holm_and_ci_match_scipy_on_hand_made_numbers(tmp_path):
     # Row 0 (k=1): 0.80, 0.82, 0.84 -> mean 82.00 %, std (ddof=1) 2.00 %.
     # Row 2 (k=3, the baseline): 0.70, 0.71, 0.72 -> mean 71.00 %, std 1.00 %.
-    # Welch: t = 0.11 / sqrt(0.0004/3 + 0.0001/3) = 8.5206, df = 50/17, two-sided p = 0.00366.
+    # Seeds 0-2 in both rows: paired differences 0.10, 0.11, 0.12 -> t = 19.05, df 2.
     a, b = [0.80, 0.82, 0.84], [0.70, 0.71, 0.72]
+    paired = stats.ttest_rel(a, b).pvalue
+    assert paired == pytest.approx(0.0027435, abs=1e-6)
     spec = load_ablation("experts")
     rows = [record("synthetic", t.overrides, row=t.row, seed=t.overrides["train.seed"],
                    value=(a if t.row == 0 else b)[t.overrides["train.seed"]])
@@ -72,15 +75,53 @@ def test_mean_std_and_welch_p_match_hand_computed_values(tmp_path):
     k1, k3 = table[table["moe.experts"] == 1].iloc[0], table[table["moe.experts"] == 3].iloc[0]
     assert (k1["accuracy.mean_pct"], k1["accuracy.std_pct"], k1["accuracy.n"]) == (82.0, 2.0, 3)
     assert (k3["accuracy.mean_pct"], k3["accuracy.std_pct"]) == (71.0, 1.0)
-    assert k1["accuracy.p_value"] == pytest.approx(0.0036600, abs=1e-6)
+    assert k1["accuracy.p_value"] == pytest.approx(paired, rel=1e-9)
+    # Four tests in the table (one row, four metrics, equal p): Holm multiplies each by 4.
+    assert k1["accuracy.p_holm"] == pytest.approx(4 * paired, rel=1e-9)
+    half = stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)
+    assert (k1["accuracy.ci_low_pct"], k1["accuracy.ci_high_pct"]) == (round((0.82 - half) * 100, 2), round((0.82 + half) * 100, 2))
     assert math.isnan(k3["accuracy.p_value"])  # the baseline is not tested against itself
     # The three rows that never reported are pending, not dropped.
     assert list(table["pending"]) == [0, 3, 0, 3, 3] and len(table) == 5
     md = written["md"].read_text()
-    assert "| 1 | **82.00 ± 2.00 (n=3)**\\*" in md
-    assert "<u>71.00 ± 1.00 (n=3)</u> |" in md
-    assert "Welch's t-test against the baseline row (moe.experts=3)" in md
+    assert "| 1 | **82.00 [77.03, 86.97] (n=3)**\\*" in md
+    assert "<u>71.00 [68.52, 73.48] (n=3)</u> |" in md
+    assert "a t-test paired by seed" in md and "Holm's correction over the 4 tests of this table" in md
+    assert "95% confidence interval" in md
     assert re.search(r"\| 5 \| pending \|", md)
+
+
+def test_holm_and_welch_against_independent_values():
+    from sspa_ray.report.significance import holm, paired_p, welch_p
+
+    ps = [0.01, 0.04, None, 0.03, 0.005]
+    # Holm by hand: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, made monotone.
+    assert holm(ps) == pytest.approx([0.03, 0.06, None, 0.06, 0.02])
+    x, y = [0.5, 0.7, 0.6, 0.9], [0.4, 0.45, 0.5]
+    assert welch_p(x, y) == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue)
+    assert paired_p([0.5, 0.7, 0.6], [0.4, 0.65, 0.5]) == pytest.approx(stats.ttest_rel([0.5, 0.7, 0.6], [0.4, 0.65, 0.5]).pvalue)
+    assert paired_p([0.5], [0.4]) is None and paired_p([1.0, 2.0], [0.5, 1.5]) is None  # one pair; constant differences
+
+
+def test_unmatched_seeds_fall_back_to_welch_and_many_rows_are_corrected(tmp_path):
+    # Every row of Table 6 (synthetic) beats the baseline k=3 by the same small margin, with
+    # seeds 0-1 for the baseline and seeds 5-6 elsewhere: Welch's test, corrected over 16 tests.
+    spec = load_ablation("experts")
+    base = {0: 0.70, 1: 0.72}
+    rows = []
+    for t in spec.trials("synthetic", {}, 2):
+        seed = t.overrides["train.seed"]
+        if t.row == 2:
+            rows.append(record("synthetic", t.overrides, row=t.row, seed=seed, value=base[seed]))
+        else:
+            rows.append(record("synthetic", t.overrides, row=t.row, seed=seed + 5, value=0.74 + 0.01 * seed))
+    out = experiment(tmp_path, "experts", "synthetic", rows, seeds=2)
+    table = pd.read_csv(render_experiment(out)["csv"])
+    raw = stats.ttest_ind([0.74, 0.75], [0.70, 0.72], equal_var=False).pvalue
+    k1 = table[table["moe.experts"] == 1].iloc[0]
+    assert k1["accuracy.p_value"] == pytest.approx(raw) and k1["accuracy.p_holm"] == pytest.approx(min(1.0, 16 * raw))
+    md = (out / "table.md").read_text()
+    assert "Welch's t-test" in md and "± = standard deviation over the two seeds" in md
 
 
 def test_rank_marks_give_ties_the_same_mark():
@@ -95,10 +136,12 @@ def test_bold_and_underline_in_markdown_and_latex_with_ties(tmp_path):
     out = experiment(tmp_path, "experts", "synthetic", all_trials("experts", "synthetic", lambda r, s: values[r]))
     written = render_experiment(out)
     md = written["md"].read_text()
-    assert md.count("**90.00 (n=1)**") == 2 * 4 and md.count("<u>85.00 (n=1)</u>") == 2 * 4
-    assert "| 10 | 70.00 (n=1) |" in md
+    assert md.count("**90.00**") == 2 * 4 and md.count("<u>85.00</u>") == 2 * 4
+    assert "| 10 | 70.00 |" in md
+    # One seed: no n, no spread, no talk of ddof or significance.
+    assert "n=1" not in md and "±" not in md and "ddof" not in md and "One seed per configuration" in md
     tex = written["tex"].read_text()
-    assert tex.count(r"\textbf{90.00 ($n$=1)}") == 8 and tex.count(r"\underline{85.00 ($n$=1)}") == 8
+    assert tex.count(r"\textbf{90.00}") == 8 and tex.count(r"\underline{85.00}") == 8
     marks = pd.read_csv(written["csv"])["accuracy.mark"].fillna("").tolist()
     assert marks == ["best", "best", "second", "second", ""]
 
@@ -170,7 +213,7 @@ def test_best_epoch_metrics_are_labelled_as_selected_on_the_test_set(tmp_path):
     written = render_experiment(out, formats=("md", "parquet"), metric="best")
     md = written["md"].read_text()
     assert written["md"].name == "table_best.md" and "Acc. (best epoch)" in md
-    assert "selected on the test set" in md and "51.00 (n=1)" in md
+    assert "selected on the test set" in md and "| 51.00 |" in md
     assert pd.read_parquet(written["parquet"])["accuracy.mean_pct"].tolist() == [51.0] * 5
     assert not (out / "table.md").exists()
 

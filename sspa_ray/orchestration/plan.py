@@ -23,12 +23,16 @@ from sspa_ray.errors import RunDirError, SpecError
 from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
 from sspa_ray.specs.search_space import NAME_PATTERN, SearchSpace
+from sspa_ray.specs.suite import Suite, feeds_text
 
 PLAN_FILE = "experiment.json"
 SPEC_FILE = "spec.yaml"
 RESULTS_FILE = "results.parquet"
 # Ray's experiment state lives here when --storage is not given.
 DEFAULT_STORAGE_DIR = "ray"
+# Ray's Repeater (Optuna with --seeds) numbers the replicas of a suggestion under this config key
+# (ray.tune.search.repeater.TRIAL_INDEX; named here because this module imports no Ray).
+REPEAT_INDEX = "__trial_index__"
 # Environment variables of the driver that every trial sees too (cache dir, data root, test hooks).
 ENV_PREFIX = "SSPA_"
 
@@ -78,6 +82,8 @@ class ExperimentPlan:
     space: SearchSpace | None = None
     trials: list[TrialSpec] = field(default_factory=list)
     storage_given: bool = False             # --storage was on the command line
+    suite: Suite | None = None              # --preset paper: the tables the trials feed
+    spec: AblationSpec | None = None        # a single ablation's preset
 
     # ---- building ------------------------------------------------------------------------
     @classmethod
@@ -87,9 +93,6 @@ class ExperimentPlan:
             raise SpecError(f"--seeds {seeds} is invalid: give a whole number >= 1")
         if seeds > 1 and "train.seed" in space.space:
             raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
-        if seeds > 1 and space.search == "optuna":
-            raise SpecError(f"{space.path}: --seeds {seeds} cannot replicate Optuna's suggestions; "
-                            "use search: random or grid, or rerun the best configuration with --seeds")
         _check_data(space.check_points(target, sets))
         plan = cls(kind="tune", name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
                    out=Path(), storage="", spec_text=space.path.read_text(encoding="utf-8"),
@@ -97,14 +100,21 @@ class ExperimentPlan:
         return plan._place(out, storage)
 
     @classmethod
-    def for_ablation(cls, spec: AblationSpec, *, target: str, sets: dict[str, Any], seeds: int | None,
+    def for_ablation(cls, spec: AblationSpec | Suite, *, target: str, sets: dict[str, Any], seeds: int | None,
                      out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "ExperimentPlan":
         trials = spec.trials(target, sets, seeds)
         _check_data(make_config(target, t.overrides) for t in trials)
+        suite = spec if isinstance(spec, Suite) else None
+        if suite is not None:
+            default_seeds = max(table.seeds for table in suite.tables.values())
+            spec_text, metric = suite.text(), next(iter(suite.tables.values())).metrics[0]
+        else:
+            default_seeds, spec_text, metric = spec.seeds, spec.path.read_text(encoding="utf-8"), spec.metrics[0]
         plan = cls(kind="ablate", name=name or spec.name, target=target, sets=dict(sets),
-                   seeds=spec.seeds if seeds is None else seeds, out=Path(), storage="",
-                   spec_text=spec.path.read_text(encoding="utf-8"), metric=spec.metrics[0], mode="max",
-                   resources=resources.check(), trials=trials)
+                   seeds=default_seeds if seeds is None else seeds, out=Path(), storage="",
+                   spec_text=spec_text, metric=metric, mode="max",
+                   resources=resources.check(), trials=trials, suite=suite,
+                   spec=None if suite is not None else spec)
         return plan._place(out, storage)
 
     def _place(self, out: Path | None, storage: str | None) -> "ExperimentPlan":
@@ -138,13 +148,22 @@ class ExperimentPlan:
     def trial_layers(self, tune_config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """The config layers of one trial (lowest precedence first) and its ablation row (-1: tune)."""
         if self.kind == "ablate":
-            trial = self.trials[int(tune_config["trial_index"])]
+            trial = self.ablation_trial(tune_config)
             return [trial.overrides], trial.row
         point = {k: v for k, v in tune_config.items() if k in self.space.space}
         layers = [self.space.fixed, point, self.sets]
         if "train.seed" in tune_config and "train.seed" not in self.space.space:
             layers.append({"train.seed": tune_config["train.seed"]})
+        elif REPEAT_INDEX in tune_config:
+            layers.append({"train.seed": self.base_config().train.seed + int(tune_config[REPEAT_INDEX])})
         return layers, -1
+
+    def ablation_trial(self, tune_config: Mapping[str, Any]) -> TrialSpec:
+        return self.trials[int(tune_config["trial_index"])]
+
+    def trial_feeds(self, tune_config: Mapping[str, Any]) -> str:
+        """The table rows a suite's trial fills ('table_5:8 table_8:3'); empty outside a suite."""
+        return feeds_text(self.ablation_trial(tune_config).feeds) if self.suite is not None else ""
 
     def trial_config(self, tune_config: Mapping[str, Any]) -> tuple[Config, int]:
         """The config one trial runs and its ablation row; torch threads follow the trial's CPUs."""
@@ -188,6 +207,7 @@ class ExperimentPlan:
             "seeds": self.seeds, "storage": self.storage, "experiment_path": self.experiment_path,
             "metric": self.metric, "mode": self.mode, "resources": asdict(self.resources),
             "trials": len(self.trials) if self.kind == "ablate" else None,
+            "suite": self.suite.name if self.suite is not None else None,
         }
 
     def _check_same_as_stored(self) -> None:

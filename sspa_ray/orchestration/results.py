@@ -3,7 +3,9 @@
 Columns: every dotted config key, ``trial_id``, ``status``, ``error``, ``epochs_done``, the final
 ``accuracy``/``macro_precision``/``macro_recall``/``macro_f1``, the same at the best epoch as
 ``best.*`` plus ``best.epoch`` (chosen on the test set, as the engine's metrics.json does),
-``clean_share``, ``selection_precision``, ``selection_recall``, ``row`` (-1 for tune) and, for
+``clean_share``, ``selection_precision``, ``selection_recall``, ``row`` (-1 for tune and for
+``--preset paper``), ``feeds`` (``--preset paper``: the table rows the trial fills, such as
+``table_5:8 table_8:3``; empty otherwise) and, for
 completed trials, the final per-class recall as ``recall.<class>``.
 
 Status: ``completed`` (all epochs ran), ``stopped`` (the ASHA scheduler ended it early),
@@ -30,7 +32,7 @@ DIVERGED = "diverged"
 # The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
 BEST_BY = "accuracy"
 COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
-           *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", *(f"recall.{c}" for c in CLASSES))
+           *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", "feeds", *(f"recall.{c}" for c in CLASSES))
 
 
 def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> str:
@@ -50,7 +52,8 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
     last = dict(trial.last_result or {})
     status = trial_status(trial.status, last, cfg.train.epochs)
     epochs = _epoch_history(history)
-    record: dict[str, Any] = {**cfg.to_flat(), "trial_id": trial.trial_id, "status": status, "row": row}
+    record: dict[str, Any] = {**cfg.to_flat(), "trial_id": trial.trial_id, "status": status, "row": row,
+                              "feeds": plan.trial_feeds(trial.config)}
     record["epochs_done"] = int(epochs["epoch"].max()) if len(epochs) else 0
     final = epochs.iloc[-1].to_dict() if len(epochs) else {}
     if status == "diverged":

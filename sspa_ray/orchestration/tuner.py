@@ -4,7 +4,9 @@
   ``optuna`` draw ``num_samples`` trials, Optuna through a seeded ``OptunaSearch`` behind a
   ``ConcurrencyLimiter``. ``scheduler: asha`` is ``AsyncHyperBandScheduler`` on the ``epoch`` count.
 - An ablation runs its explicit list of trial configs as a grid over trial indices.
-- ``--seeds N`` replicates every configuration with ``train.seed`` = base .. base+N-1.
+- ``--seeds N`` replicates every configuration with ``train.seed`` = base .. base+N-1: a grid over
+  the seeds for grid and random search (random keys drawn once per sample, then held for every
+  seed), and Ray's ``Repeater`` for Optuna (each suggestion runs N times; Optuna sees the mean).
 - The experiment lives at ``storage/name`` (stable, no timestamps), so ``--resume`` restores it with
   ``Tuner.restore(..., resume_errored=True)``: finished trials stay finished, unfinished ones
   continue from their last checkpoint.
@@ -22,14 +24,16 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.repeater import TRIAL_INDEX, Repeater
 
 from sspa_ray.orchestration.cluster import ClusterOptions, connect
-from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
 from sspa_ray.orchestration.progress import ProgressTable
 from sspa_ray.orchestration.results import write_results
 from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, run_trial
 from sspa_ray.specs.search_space import Distribution
 
+assert REPEAT_INDEX == TRIAL_INDEX, "plan.py names Ray's Repeater index without importing Ray"
 # What a trial that drives a TorchTrainer asks for itself.
 DRIVER_CPU = 0.01
 # Seconds between snapshots of the experiment state; a killed driver loses at most this much.
@@ -88,7 +92,7 @@ def param_space(plan: ExperimentPlan) -> dict[str, Any]:
     if plan.kind == "ablate":
         return {"trial_index": tune.grid_search(list(range(len(plan.trials))))}
     space = {key: _domain(dist) for key, dist in plan.space.space.items() if key not in plan.sets}
-    if plan.seeds > 1:
+    if plan.seeds > 1 and plan.space.search != "optuna":  # Optuna's seeds come from its Repeater
         base = plan.base_config().train.seed
         space["train.seed"] = tune.grid_search(list(range(base, base + plan.seeds)))
     return space
@@ -106,6 +110,14 @@ def _domain(dist: Distribution):
         return tune.loguniform(*args)
     if dist.kind == "randint":
         return tune.randint(args[0], args[1] + 1)  # the YAML's upper bound is included
+    if dist.kind == "lograndint":
+        return tune.lograndint(args[0], args[1] + 1)
+    if dist.kind == "qrandint":
+        return tune.qrandint(*args)  # Ray includes qrandint's upper bound itself
+    if dist.kind == "qloguniform":
+        return tune.qloguniform(*args)
+    if dist.kind == "randn":
+        return tune.randn(*args)
     return tune.quniform(*args)
 
 
@@ -121,10 +133,18 @@ def tune_config(plan: ExperimentPlan) -> tune.TuneConfig:
         return tune.TuneConfig(num_samples=1, max_concurrent_trials=limit or None, reuse_actors=True)
     space = plan.space
     seed = plan.base_config().train.seed
+    num_samples = space.num_samples
     if space.search == "optuna":
-        searcher = ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=limit or _slots(plan))
+        searcher = OptunaSearch(seed=seed)
+        if plan.seeds > 1:
+            # Each suggestion runs once per seed (train.seed = base + TRIAL_INDEX); Optuna learns the mean.
+            searcher = Repeater(searcher, repeat=plan.seeds, set_index=True)
+            num_samples *= plan.seeds
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=max(limit or _slots(plan), plan.seeds))
     else:
-        searcher = BasicVariantGenerator(random_state=seed, max_concurrent=limit)
+        # constant_grid_search: draw the random keys once per sample and run that draw for every grid
+        # value, so that the seeds grid replicates one configuration (Ray resamples them otherwise).
+        searcher = BasicVariantGenerator(random_state=seed, max_concurrent=limit, constant_grid_search=True)
     scheduler = None
     if space.scheduler == "asha":
         asha = space.asha
@@ -133,7 +153,7 @@ def tune_config(plan: ExperimentPlan) -> tune.TuneConfig:
             grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
         )
     return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=searcher, scheduler=scheduler,
-                           num_samples=space.num_samples, reuse_actors=True)
+                           num_samples=num_samples, reuse_actors=True)
 
 
 def _slots(plan: ExperimentPlan) -> int:

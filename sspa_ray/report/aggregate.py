@@ -30,6 +30,7 @@ class Stat:
     """One metric of one configuration over its completed trials (values in [0, 1])."""
 
     values: tuple[float, ...] = ()
+    seeds: tuple[Any, ...] = ()     # train.seed of each value, to pair rows by seed
 
     @property
     def n(self) -> int:
@@ -148,16 +149,17 @@ def aggregate(
             group.errors.append(f"seed {normalize('train.seed', seed)}: {status}: {first_line}")
         if status not in counted:
             continue
+        seed = normalize("train.seed", record.get("train.seed"))
         for metric in metrics:
             value = _finite(record.get(prefix + metric))
             if value is not None:
                 old = group.stats.get(metric, Stat())
-                group.stats[metric] = Stat(old.values + (value,))
+                group.stats[metric] = Stat(old.values + (value,), old.seeds + (seed,))
         for column in extra_columns:
             value = _finite(record.get(column))
             if value is not None:
                 old = group.extra.get(column, Stat())
-                group.extra[column] = Stat(old.values + (value,))
+                group.extra[column] = Stat(old.values + (value,), old.seeds + (seed,))
 
     for ident, count in waiting.items():
         group = groups[ident]

@@ -1,14 +1,23 @@
 """Figures of an ablation, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
-- grid layout (Table 7): a heat map of the first metric over the two grid keys;
-- ratio layout (Tables 8, 9): the first metric against the aux share, ours with the paper's;
-- list layout with one numeric key (Table 6): the first metric against that key;
-- modules layout (Table 5): the metrics of each module pattern as bars, and, when
-  results.parquet has ``recall.<class>`` columns, the per-class recall of each pattern.
+Every figure is written as PNG and as PDF (for papers), and shows every metric of the preset:
+
+- grid layout (Table 7): heat maps over the two grid keys, rows in the table's order, on a colour
+  scale of at least MIN_COLOUR_SPAN points (named on the colour bar), so that tiny differences
+  are not shown as the full colour range;
+- ratio layout (Tables 8, 9): each metric against the aux share, ours with the paper's;
+- list layout with one numeric key (Table 6): each metric against that key;
+- modules layout (Table 5): the metrics of each module pattern as bars from 0, and, when
+  results.parquet has ``recall.<class>`` columns, the per-class recall of each pattern;
+- ``--preset paper``: Tables 8 and 9 in one figure, SSPA-JT against direct merging.
+
+Error bars are the std over seeds and are drawn only where there are two seeds or more. Legends
+sit outside the axes, so they never cover data.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +31,16 @@ from sspa_ray.report.tables import KEY_TITLES, METRIC_TITLES, format_value, row_
 from sspa_ray.specs.ablation import AblationSpec
 
 RECALL_COLUMNS = tuple(f"recall.{name}" for name in CLASSES)
+FORMATS = ("png", "pdf")
+# The narrowest colour range of a heat map, in percentage points.
+MIN_COLOUR_SPAN = 10.0
+# Tables whose rows are SSPA-JT and direct merging over the same aux shares (--preset paper).
+OVERLAY = {"table_8": "SSPA-JT", "table_9": "direct merging"}
+
+
+def _math(text: str) -> str:
+    """D_T as a subscript in matplotlib's mathtext."""
+    return text.replace("D_T", "$D_T$")
 
 
 def _block_name(spec: AblationSpec, block: list[Group]) -> str:
@@ -29,71 +48,130 @@ def _block_name(spec: AblationSpec, block: list[Group]) -> str:
 
 
 def _mean_std(group: Group, metric: str) -> tuple[float, float]:
+    """Mean and std in percent; the std is NaN below two values, so no zero error bar is drawn."""
     stat = group.stats[metric] if metric in group.stats else group.extra.get(metric)
     if stat is None or not stat.n:
-        return np.nan, 0.0
-    return stat.mean * 100, (stat.std or 0.0) * 100
+        return np.nan, np.nan
+    return stat.mean * 100, (stat.std * 100 if stat.std is not None else np.nan)
+
+
+def _errors(err: np.ndarray) -> np.ndarray | None:
+    return err if np.isfinite(err).any() else None
+
+
+def _legend(ax, **kwargs) -> None:
+    """The legend to the right of the axes, never over the data."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Write `path` (PNG) and the same figure as PDF beside it; return the PNG."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    for fmt in FORMATS:
+        fig.savefig(path.with_suffix(f".{fmt}"), dpi=120, bbox_inches="tight")
     return path
 
 
-def heatmap(spec: AblationSpec, groups: list[Group], metric: str, path: Path, *, label: str) -> Path:
+def _colour_range(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 100.0
+    hi = min(100.0, math.ceil(finite.max()))
+    lo = max(0.0, min(math.floor(finite.min()), hi - MIN_COLOUR_SPAN))
+    return lo, max(hi, lo + MIN_COLOUR_SPAN)
+
+
+def heatmap(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str) -> Path:
+    """One heat map per metric (rows) and block (columns); grid rows top-down in the table's order."""
     row_key, col_key = spec.grid
     blocks = split_blocks(groups, spec.across)
-    fig = Figure(figsize=(4.2 * len(blocks), 3.8))
-    axes = np.atleast_1d(fig.subplots(1, len(blocks)))
-    for ax, block in zip(axes, blocks):
-        rows = sorted({g.config[row_key] for g in block})
-        cols = sorted({g.config[col_key] for g in block})
-        grid = np.full((len(rows), len(cols)), np.nan)
-        for g in block:
-            grid[rows.index(g.config[row_key]), cols.index(g.config[col_key])] = _mean_std(g, metric)[0]
-        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
-        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower", aspect="auto")
-        for (r, c), value in np.ndenumerate(grid):
-            light = np.isnan(value) or value >= np.nanmean(grid)
-            ax.text(c, r, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
-                    color="black" if light else "white", fontsize=8)
-        ax.set_xticks(range(len(cols)), [format_value(col_key, v) for v in cols])
-        ax.set_yticks(range(len(rows)), [format_value(row_key, v) for v in rows])
-        ax.set_xlabel(KEY_TITLES.get(col_key, col_key))
-        ax.set_ylabel(KEY_TITLES.get(row_key, row_key))
-        ax.set_title(_block_name(spec, block) if spec.across else spec.title, fontsize=9)
-        fig.colorbar(image, ax=ax, label=f"{label} (%)")
+    metrics = spec.metrics
+    fig = Figure(figsize=(4.4 * len(blocks), 3.6 * len(metrics)))
+    axes = np.atleast_2d(fig.subplots(len(metrics), len(blocks), squeeze=False))
+    for i, metric in enumerate(metrics):
+        label = METRIC_TITLES.get(metric, metric) + suffix
+        for ax, block in zip(axes[i], blocks):
+            rows = list(dict.fromkeys(g.config[row_key] for g in block))
+            cols = list(dict.fromkeys(g.config[col_key] for g in block))
+            grid = np.full((len(rows), len(cols)), np.nan)
+            for g in block:
+                grid[rows.index(g.config[row_key]), cols.index(g.config[col_key])] = _mean_std(g, metric)[0]
+            lo, hi = _colour_range(grid)
+            cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+            image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=lo, vmax=hi, origin="upper", aspect="auto")
+            for (r, c), value in np.ndenumerate(grid):
+                light = np.isnan(value) or value >= (lo + hi) / 2
+                ax.text(c, r, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                        color="black" if light else "white", fontsize=8)
+            ax.set_xticks(range(len(cols)), [format_value(col_key, v) for v in cols])
+            ax.set_yticks(range(len(rows)), [format_value(row_key, v) for v in rows])
+            ax.set_xlabel(KEY_TITLES.get(col_key, col_key))
+            ax.set_ylabel(KEY_TITLES.get(row_key, row_key))
+            ax.set_title((_block_name(spec, block) + ", " if spec.across else "") + label, fontsize=9)
+            fig.colorbar(image, ax=ax, label=f"{label} (%), scale {lo:g}-{hi:g}")
     return _save(fig, path)
 
 
-def against_key(spec: AblationSpec, groups: list[Group], key: str, metric: str, path: Path, *,
-                label: str, target: str) -> Path:
-    """`metric` against a numeric row key, one line per block, with the paper's line dashed."""
-    percent = key == "data.aux_ratio"
-    fig = Figure(figsize=(5.5, 3.8))
-    ax = fig.subplots()
-    for block in split_blocks(groups, spec.across):
-        block = sorted(block, key=lambda g: g.config[key])
-        x = np.array([g.config[key] * (100 if percent else 1) for g in block], dtype=float)
-        y, err = np.array([_mean_std(g, metric) for g in block]).T
-        line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=_block_name(spec, block))
-        combo = {k: block[0].config.get(k) for k in spec.across}
-        paper = [spec.reference.lookup(target, combo, g.row) for g in block]
-        paper_y = np.array([np.nan if not p or p.get(metric) is None else p[metric] for p in paper])
-        if np.isfinite(paper_y).any():
-            keep = np.isfinite(paper_y)
-            ax.plot(x[keep], paper_y[keep], linestyle="--", marker="x", color=line.lines[0].get_color(),
-                    label=f"paper, {_block_name(spec, block)}")
-    if percent:
+def _x_axis(ax, key: str, xs: list[float]) -> None:
+    if key == "data.aux_ratio":
         ax.set_xscale("symlog", linthresh=1)
-        ticks = sorted({g.config[key] * 100 for g in groups})
+        ticks = sorted(set(xs))
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel(KEY_TITLES.get(key, key))
-    ax.set_ylabel(f"{label} (%)")
-    ax.set_title(spec.title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+
+
+def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *, suffix: str, target: str) -> Path:
+    """Each metric against a numeric row key (one panel each), one line per block, the paper's dashed."""
+    scale = 100 if key == "data.aux_ratio" else 1
+    metrics = spec.metrics
+    fig = Figure(figsize=(6.5, 3.0 * len(metrics)))
+    axes = np.atleast_1d(fig.subplots(len(metrics), 1, squeeze=False)[:, 0])
+    for ax, metric in zip(axes, metrics):
+        for block in split_blocks(groups, spec.across):
+            block = sorted(block, key=lambda g: g.config[key])
+            x = np.array([g.config[key] * scale for g in block], dtype=float)
+            y, err = np.array([_mean_std(g, metric) for g in block]).T
+            line = ax.errorbar(x, y, yerr=_errors(err), marker="o", capsize=3, label=_block_name(spec, block))
+            combo = {k: block[0].config.get(k) for k in spec.across}
+            paper = [spec.reference.lookup(target, combo, g.row) for g in block]
+            paper_y = np.array([np.nan if not p or p.get(metric) is None else p[metric] for p in paper])
+            if np.isfinite(paper_y).any():
+                keep = np.isfinite(paper_y)
+                ax.plot(x[keep], paper_y[keep], linestyle="--", marker="x", color=line.lines[0].get_color(),
+                        label=f"paper, {_block_name(spec, block)}")
+        _x_axis(ax, key, [g.config[key] * scale for g in groups])
+        ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)}{suffix} (%)")
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    axes[0].set_title(_math(spec.title), fontsize=9)
+    return _save(fig, path)
+
+
+def overlay_ratio(tables: dict[str, tuple[AblationSpec, list[Group]]], path: Path, *, suffix: str) -> Path:
+    """SSPA-JT (Table 8) against direct merging (Table 9) over the aux share, per metric."""
+    first_spec = next(iter(tables.values()))[0]
+    metrics = [m for m in first_spec.metrics if all(m in spec.metrics for spec, _ in tables.values())]
+    fig = Figure(figsize=(6.5, 3.0 * len(metrics)))
+    axes = np.atleast_1d(fig.subplots(len(metrics), 1, squeeze=False)[:, 0])
+    styles = dict(zip(tables, ("-", "--")))
+    colours: dict[str, str] = {}
+    for ax, metric in zip(axes, metrics):
+        xs = []
+        for name, (spec, groups) in tables.items():
+            for block in split_blocks(groups, spec.across):
+                block = sorted(block, key=lambda g: g.config["data.aux_ratio"])
+                x = np.array([g.config["data.aux_ratio"] * 100 for g in block], dtype=float)
+                y, err = np.array([_mean_std(g, metric) for g in block]).T
+                where = _block_name(spec, block)
+                line = ax.errorbar(x, y, yerr=_errors(err), marker="o", capsize=3, linestyle=styles[name],
+                                   color=colours.get(where), label=f"{OVERLAY[name]}, {where}")
+                colours.setdefault(where, line.lines[0].get_color())
+                xs += list(x)
+        _x_axis(ax, "data.aux_ratio", xs)
+        ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)}{suffix} (%)")
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    axes[0].set_title("SSPA-JT (Table 8) and direct merging (Table 9) over the aux share", fontsize=9)
     return _save(fig, path)
 
 
@@ -107,15 +185,13 @@ def module_bars(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: 
         x = np.arange(len(block))
         for j, metric in enumerate(spec.metrics):
             y, err = np.array([_mean_std(g, metric) for g in block]).T
-            ax.bar(x + (j - (len(spec.metrics) - 1) / 2) * width, y, width, yerr=err,
+            ax.bar(x + (j - (len(spec.metrics) - 1) / 2) * width, y, width, yerr=_errors(err),
                    label=METRIC_TITLES.get(metric, metric) + suffix, capsize=2)
-        ax.set_xticks(x, [row_title(spec, g.row) for g in block], rotation=30, ha="right", fontsize=7)
+        ax.set_xticks(x, [_math(row_title(spec, g.row)) for g in block], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("%")
         ax.set_title(_block_name(spec, block), fontsize=9)
-        finite = [v for g in block for m in spec.metrics if np.isfinite(v := _mean_std(g, m)[0])]
-        if finite:
-            ax.set_ylim(max(0.0, min(finite) - 10), min(100.0, max(finite) + 5))
-        ax.legend(fontsize=7, ncols=len(spec.metrics))
+        ax.set_ylim(0.0, 100.0)  # bars start at 0: a cut axis would exaggerate the differences
+        _legend(ax)
     return _save(fig, path)
 
 
@@ -132,19 +208,17 @@ def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path) -> Pat
             ax.text(c, r, "n/a" if np.isnan(value) else f"{value:.0f}", ha="center", va="center",
                     color="black" if np.isnan(value) or value >= 60 else "white", fontsize=7)
         ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=30, ha="right", fontsize=7)
-        ax.set_yticks(range(len(block)), [row_title(spec, g.row) for g in block], fontsize=7)
+        ax.set_yticks(range(len(block)), [_math(row_title(spec, g.row)) for g in block], fontsize=7)
         ax.set_title(f"Per-class recall (%), {_block_name(spec, block)}", fontsize=9)
-        fig.colorbar(image, ax=ax)
+        fig.colorbar(image, ax=ax, label="recall (%), scale 0-100")
     return _save(fig, path)
 
 
 def plot_ablation(spec: AblationSpec, groups: list[Group], out_dir: Path, *, target: str,
                   best: bool = False, has_recall: bool = False) -> dict[str, Path]:
-    """Every figure the preset's layout has, written as PNG into `out_dir`."""
-    metric = spec.metrics[0]
+    """Every figure the preset's layout has, written as PNG and PDF into `out_dir` (PNG paths returned)."""
     suffix = " (best epoch)" if best else ""
     stem = spec.name + ("_best" if best else "")
-    label = METRIC_TITLES.get(metric, metric) + suffix
     plots: dict[str, Path] = {}
     groups = [g for g in groups if g.row >= 0]
     if not groups:
@@ -152,13 +226,11 @@ def plot_ablation(spec: AblationSpec, groups: list[Group], out_dir: Path, *, tar
     numeric_keys = [k for k in spec.row_keys()
                     if all(_is_number(g.config.get(k)) for g in groups)]
     if spec.layout == "grid":
-        plots[f"{stem}_heatmap"] = heatmap(spec, groups, metric, out_dir / f"{stem}_heatmap.png", label=label)
+        plots[f"{stem}_heatmap"] = heatmap(spec, groups, out_dir / f"{stem}_heatmap.png", suffix=suffix)
     elif spec.layout == "ratio":
-        plots[stem] = against_key(spec, groups, "data.aux_ratio", metric, out_dir / f"{stem}.png",
-                                  label=label, target=target)
+        plots[stem] = against_key(spec, groups, "data.aux_ratio", out_dir / f"{stem}.png", suffix=suffix, target=target)
     elif spec.layout == "list" and len(numeric_keys) == 1 and len(spec.row_keys()) == 1:
-        plots[stem] = against_key(spec, groups, numeric_keys[0], metric, out_dir / f"{stem}.png",
-                                  label=label, target=target)
+        plots[stem] = against_key(spec, groups, numeric_keys[0], out_dir / f"{stem}.png", suffix=suffix, target=target)
     elif spec.layout == "modules":
         plots[stem] = module_bars(spec, groups, out_dir / f"{stem}.png", suffix=suffix)
         if has_recall and not best:

@@ -11,9 +11,10 @@ import pandas as pd
 from sspa_ray.config import make_config
 from sspa_ray.errors import RunDirError
 from sspa_ray.report.aggregate import METRICS, aggregate, read_results
-from sspa_ray.report.plots import RECALL_COLUMNS, plot_ablation
+from sspa_ray.report.plots import OVERLAY, RECALL_COLUMNS, overlay_ratio, plot_ablation
 from sspa_ray.report.tables import Table, ablation_table, to_csv, to_latex, to_markdown, tune_table
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
+from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
 
 FORMATS = {"md": "md", "csv": "csv", "tex": "tex", "latex": "tex", "parquet": "parquet"}
 
@@ -55,6 +56,8 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
                       metric: str = "final") -> dict[str, Path]:
     """Write table.{md,csv,tex} (table_best.* for metric="best") and the plots into `exp_dir`.
 
+    A ``--preset paper`` experiment also gets one folder per table (table_5/table.md, ...).
+
     Reads exp_dir/results.parquet, exp_dir/spec.yaml (ablations) and exp_dir/experiment.json.
     Returns the written files: keys "md", "csv", "tex", "parquet" and one per plot.
     """
@@ -76,12 +79,10 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
     if kind == "ablate":
         if not spec_path.is_file():
             raise RunDirError(f"{exp_dir}: an ablation without spec.yaml; copy the preset YAML there as spec.yaml")
+        if is_suite(spec_path.read_text(encoding="utf-8")):
+            return _render_suite(exp_dir, load_suite(spec_path), results, experiment, target, formats, best)
         spec = load_ablation(spec_path)
-        has_recall = not best and all(c in results.columns for c in RECALL_COLUMNS)
-        groups = aggregate(results, spec.metrics, prefix=prefix, expected=_expected(spec, target, experiment),
-                           extra_columns=RECALL_COLUMNS if has_recall else ())
-        table = ablation_table(spec, groups, target, best=best)
-        plots = plot_ablation(spec, groups, exp_dir, target=target, best=best, has_recall=has_recall)
+        table, plots, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best)
         label = spec.name
     else:
         sort_metric = experiment.get("metric") or "accuracy"
@@ -92,11 +93,87 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
                            mode=experiment.get("mode") or "max", best=best)
         label = exp_dir.name
 
+    written = _write_all(table, exp_dir, formats, best, label)
+    written.update(plots)
+    return written
+
+
+def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, label: str) -> dict[str, Path]:
+    stem = "table_best" if best else "table"
+    written: dict[str, Path] = {}
+    for fmt in dict.fromkeys(FORMATS[f] for f in formats):
+        path = out_dir / f"{stem}.{fmt}"
+        _write(table, fmt, path, label)
+        written[fmt] = path
+    return written
+
+
+def _ablation_outputs(spec: AblationSpec, results: pd.DataFrame, target: str, experiment: dict[str, Any],
+                      out_dir: Path, best: bool) -> tuple[Table, dict[str, Path], list]:
+    """The table and plots of one preset, as `ablate --preset NAME` renders them."""
+    has_recall = not best and all(c in results.columns for c in RECALL_COLUMNS)
+    groups = aggregate(results, spec.metrics, prefix="best." if best else "",
+                       expected=_expected(spec, target, experiment),
+                       extra_columns=RECALL_COLUMNS if has_recall else ())
+    table = ablation_table(spec, groups, target, best=best)
+    plots = plot_ablation(spec, groups, out_dir, target=target, best=best, has_recall=has_recall)
+    return table, plots, groups
+
+
+def table_rows(results: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The trials of a suite that fill `table`, each with its row index in that table."""
+    records = [{**record, "row": row} for record in results.to_dict("records")
+               for name, row in parse_feeds(record.get("feeds")) if name == table]
+    return pd.DataFrame.from_records(records, columns=results.columns)
+
+
+def _render_suite(exp_dir: Path, suite: Suite, results: pd.DataFrame, experiment: dict[str, Any], target: str,
+                  formats: Iterable[str], best: bool) -> dict[str, Path]:
+    """One folder per table (table_5/table.md, its plots, its spec.yaml), rendered as its own preset
+    renders it, and at the top every table in one file plus the figures that span tables."""
+    written: dict[str, Path] = {}
+    tables: dict[str, Table] = {}
+    groups_by_table = {}
+    suffix = " (best epoch)" if best else ""
+    for name, spec in suite.tables.items():
+        folder = exp_dir / name
+        folder.mkdir(exist_ok=True)
+        (folder / "spec.yaml").write_text(suite.texts[name], encoding="utf-8")
+        rows = table_rows(results, name)
+        table, plots, groups = _ablation_outputs(spec, rows, target, experiment, folder, best)
+        for fmt, path in _write_all(table, folder, formats, best, f"{spec.name}").items():
+            written[f"{name}/{fmt}"] = path
+        written.update({f"{name}/{plot}": path for plot, path in plots.items()})
+        tables[name] = table
+        groups_by_table[name] = (spec, [g for g in groups if g.row >= 0])
+    if all(name in groups_by_table for name in OVERLAY):
+        stem = "aux_share_best" if best else "aux_share"
+        written[stem] = overlay_ratio({name: groups_by_table[name] for name in OVERLAY},
+                                      exp_dir / f"{stem}.png", suffix=suffix)
+    shared = sum(len(parse_feeds(f)) > 1 for f in results.get("feeds", pd.Series(dtype=object)))
+    summary = (f"{len(results)} distinct trials fill the rows of {len(tables)} tables; "
+               f"{shared} of them feed more than one table (column `feeds` of results.parquet).")
+    written.update(_write_combined(tables, exp_dir, formats, best, summary))
+    return written
+
+
+def _write_combined(tables: dict[str, Table], exp_dir: Path, formats: Iterable[str], best: bool,
+                    summary: str) -> dict[str, Path]:
     stem = "table_best" if best else "table"
     written: dict[str, Path] = {}
     for fmt in dict.fromkeys(FORMATS[f] for f in formats):
         path = exp_dir / f"{stem}.{fmt}"
-        _write(table, fmt, path, label)
+        if fmt == "md":
+            text = f"{summary}\n\n" + "\n".join(f"<!-- {name}/ -->\n{to_markdown(t)}" for name, t in tables.items())
+        elif fmt == "tex":
+            text = f"% {summary}\n" + "\n".join(to_latex(t, label=name) for name, t in tables.items())
+        elif fmt == "csv":
+            frames = [t.data.assign(table=name) for name, t in tables.items()]
+            text = pd.concat(frames, ignore_index=True).to_csv(index=False)
+        else:
+            pd.concat([t.data.assign(table=name) for name, t in tables.items()], ignore_index=True).to_parquet(path, index=False)
+            written[fmt] = path
+            continue
+        path.write_text(text, encoding="utf-8")
         written[fmt] = path
-    written.update(plots)
     return written

@@ -1,13 +1,36 @@
-"""Welch's t-test of a configuration against the baseline row, over seeds."""
+"""Tests of a configuration against the baseline row over seeds, and their correction per table.
+
+- :func:`paired_p`: a paired t-test over matched seeds. Trials with the same seed share the data
+  split, the aux subset and the initialisation, so pairing removes that shared noise.
+- :func:`welch_p`: Welch's unequal-variance t-test, for rows whose seeds do not match.
+- :func:`holm`: Holm's step-down adjustment of the p-values of one table (family-wise error rate).
+- :func:`mean_ci`: the 95% confidence interval of a mean (Student's t), shown where n >= 3.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
+import numpy as np
 from scipy import stats
 
 SIGNIFICANCE_LEVEL = 0.05
+CONFIDENCE = 0.95
+CI_MIN_N = 3
+
+
+def _finite(p: float) -> float | None:
+    return p if math.isfinite(p) else None
+
+
+def paired_p(values: Sequence[float], baseline: Sequence[float]) -> float | None:
+    """Two-sided p-value of a paired t-test of two sequences aligned by seed.
+
+    None with fewer than 2 pairs, or when the test is undefined (all differences equal)."""
+    if len(values) != len(baseline) or len(values) < 2:
+        return None
+    return _finite(float(stats.ttest_rel(values, baseline).pvalue))
 
 
 def welch_p(values: Sequence[float], baseline: Sequence[float]) -> float | None:
@@ -18,9 +41,29 @@ def welch_p(values: Sequence[float], baseline: Sequence[float]) -> float | None:
     """
     if len(values) < 2 or len(baseline) < 2:
         return None
-    result = stats.ttest_ind(values, baseline, equal_var=False)
-    p = float(result.pvalue)
-    return p if math.isfinite(p) else None
+    return _finite(float(stats.ttest_ind(values, baseline, equal_var=False).pvalue))
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-adjusted p-values (None stays None); the family is the p-values given."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float] | None:
+    """The CONFIDENCE interval of the mean (Student's t, n - 1 degrees of freedom); None below CI_MIN_N."""
+    n = len(values)
+    if n < CI_MIN_N:
+        return None
+    mean, sem = float(np.mean(values)), float(np.std(values, ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * sem
+    return mean - half, mean + half
 
 
 def significant(p: float | None) -> bool:

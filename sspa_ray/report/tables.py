@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from sspa_ray.report.aggregate import METRICS, STATUSES, Group
-from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, significant, welch_p
+from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, holm, mean_ci, paired_p, significant, welch_p
 from sspa_ray.specs.ablation import MODULE_TITLES, AblationSpec
 
 KEY_TITLES = {
@@ -81,12 +81,25 @@ def _pct(x: float) -> float:
 
 
 def stat_text(stat, *, with_n: bool = True) -> str:
+    """The mean; with two seeds also ± std, from CI_MIN_N seeds on the 95% CI; one seed: the value alone."""
     if stat.n == 0:
         return ""
     text = f"{_pct(stat.mean):.2f}"
-    if stat.std is not None:
+    ci = mean_ci(stat.values)
+    if ci is not None:
+        text += f" [{_pct(ci[0]):.2f}, {_pct(ci[1]):.2f}]"
+    elif stat.std is not None:
         text += f" ± {_pct(stat.std):.2f}"
-    return text + (f" (n={stat.n})" if with_n else "")
+    return text + (f" (n={stat.n})" if with_n and stat.n > 1 else "")
+
+
+def _test(stat, baseline) -> tuple[float | None, str]:
+    """The p-value of `stat` against `baseline` and the test used: paired by seed where both rows
+    ran the same seeds (each once), Welch's t-test otherwise."""
+    if len(set(stat.seeds)) == stat.n and sorted(map(str, stat.seeds)) == sorted(map(str, baseline.seeds)):
+        by_seed = dict(zip(stat.seeds, stat.values))
+        return paired_p([by_seed[s] for s in baseline.seeds], list(baseline.values)), "paired"
+    return welch_p(stat.values, baseline.values), "welch"
 
 
 def rank_marks(values: Sequence[float | None]) -> list[str]:
@@ -100,8 +113,9 @@ def rank_marks(values: Sequence[float | None]) -> list[str]:
 
 # ---- building -------------------------------------------------------------------------------
 
-def _metric_block(groups: list[Group], metrics: Sequence[str], baseline: Group | None):
-    """Cells, p-values and marks of the metric columns for the groups of one block."""
+def _metric_block(groups: list[Group], metrics: Sequence[str], baseline: Group | None, tests: set[str] | None = None):
+    """Cells, raw p-values and marks of the metric columns for the groups of one block; the tests
+    used are added to `tests`. Stars are set once the whole table's p-values are corrected."""
     cells = [[None] * len(metrics) for _ in groups]
     p_values = [[None] * len(metrics) for _ in groups]
     for j, metric in enumerate(metrics):
@@ -111,11 +125,26 @@ def _metric_block(groups: list[Group], metrics: Sequence[str], baseline: Group |
             stat = group.stats[metric]
             p = None
             if baseline is not None and group is not baseline and stat.n:
-                p = welch_p(stat.values, baseline.stats[metric].values)
+                p, test = _test(stat, baseline.stats[metric])
+                if p is not None and tests is not None:
+                    tests.add(test)
             p_values[i][j] = p
             text = stat_text(stat) if stat.n else group.empty_text()
-            cells[i][j] = Cell(text, marks[i], significant(p))
+            cells[i][j] = Cell(text, marks[i])
     return cells, p_values
+
+
+def _correct(cells: list[list[Cell]], p_values: list[list[float | None]]) -> list[list[float | None]]:
+    """Holm-adjust every p-value of the table as one family and star the cells below the level."""
+    flat = [p for row in p_values for p in row]
+    adjusted = holm(flat)
+    out, k = [], 0
+    for row_cells, row in zip(cells, p_values):
+        out.append(adjusted[k:k + len(row)])
+        for cell, p in zip(row_cells, out[-1]):
+            cell.star = significant(p)
+        k += len(row)
+    return out
 
 
 def split_blocks(groups: list[Group], across: dict[str, list[Any]]) -> list[list[Group]]:
@@ -145,16 +174,28 @@ def _descriptor_keys(spec: AblationSpec) -> list[str]:
     return spec.row_keys()
 
 
-def _metric_notes(best: bool, blocked: bool, tested: bool, baseline_name: str | None) -> list[str]:
+def _metric_notes(best: bool, blocked: bool, groups: list[Group], metrics: Sequence[str], tests: set[str],
+                  n_tests: int, baseline_name: str | None) -> list[str]:
     which = ("best-epoch metrics; that epoch was selected on the test set, so these values are optimistic"
              if best else "final-epoch metrics")
-    notes = [
-        f"Mean ± std over seeds (ddof=1) of the {which}, in percent; n = trials averaged.",
-        "Bold: best, underlined: second best in each metric column"
-        + (" of each block" if blocked else "") + "; tied values all get the mark.",
-    ]
-    if tested:
-        notes.append(f"* p < {SIGNIFICANCE_LEVEL:g} in Welch's t-test against the baseline row ({baseline_name}).")
+    ns = {g.stats[m].n for g in groups for m in metrics if m in g.stats and g.stats[m].n}
+    if ns <= {1}:
+        notes = [f"One seed per configuration: {which}, in percent; no spread or significance test is possible."]
+    else:
+        parts = [f"Mean over seeds of the {which}, in percent; n = seeds"]
+        if any(n >= CI_MIN_N for n in ns):
+            parts.append(f"[a, b] = {CONFIDENCE:.0%} confidence interval of the mean (Student's t), where n >= {CI_MIN_N}")
+        if 2 in ns:
+            parts.append("± = standard deviation over the two seeds")
+        notes = ["; ".join(parts) + "."]
+    notes.append("Bold: best, underlined: second best in each metric column"
+                 + (" of each block" if blocked else "") + "; tied values all get the mark.")
+    if tests:
+        how = {"paired": "a t-test paired by seed", "welch": "Welch's t-test"}
+        used = " or ".join(how[t] for t in sorted(tests))
+        notes.append(f"* p < {SIGNIFICANCE_LEVEL:g} against the baseline row ({baseline_name}) in {used} "
+                     f"(paired where both rows ran the same seeds), after Holm's correction over the "
+                     f"{n_tests} tests of this table.")
     return notes
 
 
@@ -179,14 +220,19 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
     if show_status:
         columns.append(Column("Status"))
 
-    rows, records, block_starts, tested, notes_errors = [], [], set(), False, []
+    rows, records, block_starts, tests, notes_errors = [], [], set(), set(), []
     blocks = split_blocks(groups, across)
-    for block in blocks:
-        baseline = next((g for g in block if g.row == spec.baseline), None)
-        cells, p_values = _metric_block(block, metrics, baseline)
+    per_block = [_metric_block(block, metrics, next((g for g in block if g.row == spec.baseline), None), tests)
+                 for block in blocks]
+    all_cells = [c for cells, _ in per_block for c in cells]
+    all_p = [p for _, ps in per_block for p in ps]
+    adjusted = iter(_correct(all_cells, all_p))
+    n_tests = sum(p is not None for ps in all_p for p in ps)
+    raw = iter(all_p)
+    for block, (cells, _) in zip(blocks, per_block):
         block_starts.add(len(rows))
-        for group, metric_cells, ps in zip(block, cells, p_values):
-            tested = tested or any(p is not None for p in ps)
+        for group, metric_cells in zip(block, cells):
+            ps, ps_raw = next(adjusted), next(raw)
             combo = {k: group.config.get(k) for k in across}
             ref = spec.reference.lookup(target, combo, group.row) if reference_metrics else None
             name = row_title(spec, group.row)
@@ -201,14 +247,14 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
             rows.append(line)
             record = {"row": group.row, "label": name}
             record.update({k: group.config.get(k) for k in [*across, *spec.row_keys()]})
-            record.update(_metric_record(group, metrics, metric_cells, ps))
+            record.update(_metric_record(group, metrics, metric_cells, ps, ps_raw))
             record.update({f"paper.{m}_pct": (ref or {}).get(m) for m in reference_metrics})
             record.update(_status_record(group))
             records.append(record)
             notes_errors += [f"{_where(across, combo)}{name}, {e}" for e in group.errors]
 
     baseline_name = row_title(spec, spec.baseline)
-    notes = _metric_notes(best, len(blocks) > 1, tested, baseline_name)
+    notes = _metric_notes(best, len(blocks) > 1, groups, metrics, tests, n_tests, baseline_name)
     if reference_metrics:
         notes.append(f"Paper: {spec.reference.source or 'the paper'}, as reported for {target}; {MISSING} = not reported.")
     notes += _status_notes(groups, notes_errors)
@@ -222,14 +268,18 @@ def _where(across, combo) -> str:
     return "".join(f"{KEY_TITLES.get(k, k)} {format_value(k, v)}, " for k, v in combo.items()) if across else ""
 
 
-def _metric_record(group: Group, metrics, cells, p_values) -> dict[str, Any]:
+def _metric_record(group: Group, metrics, cells, p_adjusted, p_raw=None) -> dict[str, Any]:
     record = {}
-    for metric, cell, p in zip(metrics, cells, p_values):
+    for j, (metric, cell, p) in enumerate(zip(metrics, cells, p_adjusted)):
         stat = group.stats[metric]
+        ci = mean_ci(stat.values)
         record[f"{metric}.mean_pct"] = _pct(stat.mean) if stat.n else None
         record[f"{metric}.std_pct"] = _pct(stat.std) if stat.std is not None else None
+        record[f"{metric}.ci_low_pct"] = _pct(ci[0]) if ci else None
+        record[f"{metric}.ci_high_pct"] = _pct(ci[1]) if ci else None
         record[f"{metric}.n"] = stat.n
-        record[f"{metric}.p_value"] = p
+        record[f"{metric}.p_value"] = p_raw[j] if p_raw is not None else p
+        record[f"{metric}.p_holm"] = p
         record[f"{metric}.mark"] = cell.mark
     return record
 
@@ -303,7 +353,7 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
         records.append(record)
         name = ", ".join(f"{k}={format_value(k, group.config.get(k))}" for k in keys) or "the configuration"
         errors += [f"{name}, {e}" for e in group.errors]
-    notes = _metric_notes(best, False, False, None)
+    notes = _metric_notes(best, False, groups, metrics, set(), 0, None)
     notes.insert(0, f"Sorted by {sort_metric} ({'higher' if mode == 'max' else 'lower'} first).")
     if any(g.statuses.get("stopped") for g in groups):
         notes.append("Stopped trials (ended early by the scheduler) count with their last reported epoch.")

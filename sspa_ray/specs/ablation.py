@@ -59,8 +59,9 @@ MODULE_TITLES = {"modules.ssm": "SSM", "modules.fix_target": "D_T fixed", "modul
 
 @dataclass
 class TrialSpec:
-    row: int                  # index into spec.rows
+    row: int                  # index into spec.rows; -1 in a suite, where `feeds` names the rows
     overrides: dict           # flat dotted keys, ready for make_config(target, overrides)
+    feeds: list[tuple[str, int]] = field(default_factory=list)   # suite only: (table, row) it fills
 
 
 @dataclass

@@ -18,13 +18,17 @@ A search space names dotted config keys and one distribution for each::
       model.backbone: small
 
 Distributions: ``grid`` (every value, search: grid only), ``choice`` (one value drawn per trial),
-``uniform`` / ``loguniform`` [lo, hi], ``randint`` [lo, hi] (both ends included) and ``quniform``
-[lo, hi, q]. Every value and bound is checked against the key's allowed range, so a mistake such as
+``uniform`` / ``loguniform`` [lo, hi], ``quniform`` / ``qloguniform`` [lo, hi, q] (floats);
+``randint`` / ``lograndint`` [lo, hi] and ``qrandint`` [lo, hi, q] (integers, both ends included);
+``randn`` [mean, sd] (a normal float; its range check uses mean +- 3 sd, a rarer draw outside the
+key's range fails that trial). Optuna cannot sample ``randn`` nor keep the step of ``qloguniform``,
+so ``search: optuna`` refuses them. Every value and bound is checked against the key's allowed range, so a mistake such as
 ``pam.alpha: {uniform: [0, 3]}`` stops before the cluster starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import math
@@ -43,7 +47,13 @@ METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 MODES = ("max", "min")
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("none", "asha")
-DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform", "qloguniform", "lograndint",
+                 "qrandint", "randn")
+INT_DISTRIBUTIONS = ("randint", "lograndint", "qrandint")
+QUANTIZED = ("quniform", "qloguniform", "qrandint")
+NOT_FOR_OPTUNA = ("randn", "qloguniform")
+# randn's range check covers this many standard deviations either side of the mean.
+RANDN_SDS = 3
 _ASHA_KEYS = ("grace_period", "max_t", "reduction_factor")
 TOP_LEVEL_KEYS = ("name", "metric", "mode", "search", "num_samples", "scheduler", *_ASHA_KEYS, "space", "fixed")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -200,6 +210,9 @@ class _SpaceParser:
             near = difflib.get_close_matches(str(kind), DISTRIBUTIONS, n=1, cutoff=0.5)
             hint = f"did you mean {near[0]}? " if near else ""
             raise self.error(where, f"unknown distribution {kind!r}: {hint}use one of {', '.join(DISTRIBUTIONS)}")
+        if kind in NOT_FOR_OPTUNA and search == "optuna":
+            raise self.error(where, f"Optuna cannot sample {kind} (Ray drops a log scale's step and has no normal "
+                                    "distribution for Optuna); use search: random, or uniform/loguniform")
         if kind == "grid" and search != "grid":
             raise self.error(where, f"'grid' needs 'search: grid' (this file has search: {search}); use {{choice: [...]}} instead")
         if not isinstance(args, list) or not args:
@@ -213,23 +226,31 @@ class _SpaceParser:
 
     def parse_range(self, where: str, key: str, kind: str, args: list) -> Distribution:
         key_type = str(FIELDS[key].type).replace(" | None", "")
-        wanted = "int" if kind == "randint" else "float"
+        wanted = "int" if kind in INT_DISTRIBUTIONS else "float"
         if key_type != wanted:
             use = "randint" if key_type == "int" else "uniform" if key_type == "float" else "grid or choice"
             raise self.error(where, f"{kind} does not fit a key of type {key_type} ({allowed(key)}): use {use}")
-        size = 3 if kind == "quniform" else 2
+        size = 3 if kind in QUANTIZED else 2
         if len(args) != size or any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args):
             raise self.error(where, f"{kind} expects {size} numbers, e.g. {{{kind}: {_example(kind)}}}")
+        if kind == "randn":
+            if not args[1] > 0:
+                raise self.error(where, f"randn standard deviation {args[1]} is invalid: expected a number > 0")
+            dist = Distribution(kind, (float(args[0]), float(args[1])))
+            for bound in dist.extremes():
+                self.value(where, key, bound, f"randn mean +- {RANDN_SDS} sd")
+            return dist
         lo = self.value(where, key, args[0], f"{kind} lower bound")
         hi = self.value(where, key, args[1], f"{kind} upper bound")
         if not lo < hi:
             raise self.error(where, f"{kind} bounds [{lo}, {hi}] are empty: the lower bound must be below the upper")
-        if kind == "loguniform" and lo <= 0:
-            raise self.error(where, f"loguniform needs a lower bound > 0, got {lo}: use uniform or raise the bound")
-        if kind == "quniform":
-            step = float(args[2])
-            if not 0 < step <= hi - lo:
-                raise self.error(where, f"quniform step {step} is invalid: expected 0 < q <= {hi - lo}")
+        if kind in ("loguniform", "qloguniform", "lograndint") and lo <= 0:
+            raise self.error(where, f"{kind} needs a lower bound > 0, got {lo}: use a linear distribution or raise the bound")
+        if kind in QUANTIZED:
+            step = int(args[2]) if kind == "qrandint" else float(args[2])
+            if not 0 < step <= hi - lo or (kind == "qrandint" and step != args[2]):
+                raise self.error(where, f"{kind} step {args[2]} is invalid: expected 0 < q <= {hi - lo}"
+                                        + (", a whole number" if kind == "qrandint" else ""))
             return Distribution(kind, (lo, hi, step))
         return Distribution(kind, (lo, hi))
 
@@ -255,7 +276,17 @@ class _SpaceParser:
 
 def _example(kind: str) -> str:
     return {"grid": "[1, 3, 5]", "choice": "[1, 3, 5]", "uniform": "[0.5, 10]", "loguniform": "[0.001, 0.1]",
-            "randint": "[1, 10]", "quniform": "[0.5, 10, 0.5]"}[kind]
+            "randint": "[1, 10]", "quniform": "[0.5, 10, 0.5]", "qloguniform": "[0.001, 0.1, 0.0005]",
+            "lograndint": "[1, 64]", "qrandint": "[2, 20, 2]", "randn": "[0.95, 0.01]"}[kind]
+
+
+def with_num_samples(space: SearchSpace, num_samples: int | None) -> SearchSpace:
+    """The space with --num-samples in place of its num_samples (None keeps the file's)."""
+    if num_samples is None:
+        return space
+    if num_samples < 1:
+        raise SpecError(f"--num-samples {num_samples} is invalid: give a whole number >= 1")
+    return dataclasses.replace(space, num_samples=num_samples)
 
 
 def _key_lines(path: Path, text: str) -> dict[str, int]:
