@@ -100,7 +100,7 @@ def test_holm_and_welch_against_independent_values():
     x, y = [0.5, 0.7, 0.6, 0.9], [0.4, 0.45, 0.5]
     assert welch_p(x, y) == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue)
     assert paired_p([0.5, 0.7, 0.6], [0.4, 0.65, 0.5]) == pytest.approx(stats.ttest_rel([0.5, 0.7, 0.6], [0.4, 0.65, 0.5]).pvalue)
-    assert paired_p([0.5], [0.4]) is None and paired_p([1.0, 2.0], [0.5, 1.5]) is None  # one pair; constant differences
+    assert paired_p([0.5], [0.4]) is None and paired_p([0.5, 0.6], [0.5, 0.6]) is None  # one pair; no differences
 
 
 def test_unmatched_seeds_fall_back_to_welch_and_many_rows_are_corrected(tmp_path):
@@ -213,7 +213,7 @@ def test_best_epoch_metrics_are_labelled_as_selected_on_the_test_set(tmp_path):
     written = render_experiment(out, formats=("md", "parquet"), metric="best")
     md = written["md"].read_text()
     assert written["md"].name == "table_best.md" and "Acc. (best epoch)" in md
-    assert "selected on the test set" in md and "| 51.00 |" in md
+    assert "selected on the test set" in md and "| **51.00** |" in md
     assert pd.read_parquet(written["parquet"])["accuracy.mean_pct"].tolist() == [51.0] * 5
     assert not (out / "table.md").exists()
 
@@ -242,3 +242,22 @@ def test_ratio_plot_and_per_class_recall_are_written(tmp_path):
                      [record("synthetic", t.overrides, row=t.row, value=0.8, extra=recall) for t in spec.trials("synthetic")],
                      name="modules")
     assert render_experiment(out)["modules_per_class_recall"].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("preset, sets, kept", [
+    ("aux_ratio", {"data.aux_ratio": 0.2}, 0),          # every row becomes 20%: no 0% number may stay
+    ("experts", {"moe.experts": 5}, 0),                 # k = 5 everywhere: not k = 1's 91.34
+    ("modules", {"data.aux_ratio": 0.2}, 0),            # Table 5 ran 10%
+    ("modules", {"train.num_threads": 2}, 18),          # speed only: the paper's numbers stay
+])
+def test_paper_numbers_are_matched_on_the_configuration_not_the_row(tmp_path, preset, sets, kept):
+    spec = load_ablation(preset)
+    records = [record("rafdb", {**t.overrides}, row=t.row, value=0.8) for t in spec.trials("rafdb", sets)]
+    out = experiment(tmp_path, preset, "rafdb", records, overrides=sets)
+    written = render_experiment(out)
+    table = pd.read_csv(written["csv"])
+    assert table["paper.accuracy_pct"].notna().sum() == kept
+    md = written["md"].read_text()
+    assert ("ran another configuration than the paper's" in md) == (kept == 0)
+    if preset == "experts":
+        assert "91.34" not in md and "moe.experts 5 (paper 1)" in md

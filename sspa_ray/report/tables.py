@@ -15,7 +15,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from sspa_ray.report.aggregate import METRICS, STATUSES, Group
+from sspa_ray.config import EXECUTION_KEYS
+from sspa_ray.errors import ConfigError
+from sspa_ray.report.aggregate import METRICS, STATUSES, Group, normalize
 from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, holm, mean_ci, paired_p, significant, welch_p
 from sspa_ray.specs.ablation import MODULE_TITLES, AblationSpec
 
@@ -31,6 +33,10 @@ KEY_TITLES = {
 METRIC_TITLES = {"accuracy": "Acc.", "macro_precision": "Macro-P", "macro_recall": "Macro-R", "macro_f1": "Macro-F1"}
 CHECK = "✓"
 MISSING = "–"
+# Keys that do not change which experiment a paper number belongs to: the seed, how fast a run
+# goes, and the pretrained weights' path (the paper's were MS-Celeb-1M; a path names no content).
+NOT_COMPARED_WITH_PAPER = frozenset({"train.seed", "train.precision", "train.channels_last", "model.pretrained",
+                                     "data.root"}) | EXECUTION_KEYS
 
 
 @dataclass
@@ -220,7 +226,7 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
     if show_status:
         columns.append(Column("Status"))
 
-    rows, records, block_starts, tests, notes_errors = [], [], set(), set(), []
+    rows, records, block_starts, tests, notes_errors, dropped = [], [], set(), set(), [], []
     blocks = split_blocks(groups, across)
     per_block = [_metric_block(block, metrics, next((g for g in block if g.row == spec.baseline), None), tests)
                  for block in blocks]
@@ -235,6 +241,11 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
             ps, ps_raw = next(adjusted), next(raw)
             combo = {k: group.config.get(k) for k in across}
             ref = spec.reference.lookup(target, combo, group.row) if reference_metrics else None
+            if ref is not None:
+                differs = _paper_differences(spec, target, group, combo)
+                if differs:
+                    ref = None
+                    dropped.append(differs)
             name = row_title(spec, group.row)
             line = [Cell(format_value(k, group.config.get(k))) for k in across]
             if labelled:
@@ -257,11 +268,33 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
     notes = _metric_notes(best, len(blocks) > 1, groups, metrics, tests, n_tests, baseline_name)
     if reference_metrics:
         notes.append(f"Paper: {spec.reference.source or 'the paper'}, as reported for {target}; {MISSING} = not reported.")
+    if dropped:
+        shown = "; ".join(dict.fromkeys(dropped))
+        notes.append(f"Paper numbers left out ({MISSING}) for {len(dropped)} row(s) that ran another configuration "
+                     f"than the paper's: {shown}.")
     notes += _status_notes(groups, notes_errors)
     table = Table(spec.title, columns, rows, block_starts, notes, pd.DataFrame.from_records(records))
     if spec.layout == "grid":
         table.grids = [_grid(spec, block, metrics[0], best) for block in blocks]
     return table
+
+
+def _paper_differences(spec: AblationSpec, target: str, group: Group, combo: dict) -> str:
+    """'data.aux_ratio 0.2 (paper 0.1)' for each key where this row's run differs from the paper's."""
+    if not 0 <= group.row < len(spec.rows):
+        return ""
+    try:
+        paper = spec.paper_config(target, group.row, combo)
+    except ConfigError:  # a preset row that no longer builds has no paper config to compare with
+        return ""
+    out = []
+    for key, value in paper.items():
+        if key in NOT_COMPARED_WITH_PAPER or key not in group.config:
+            continue
+        ours = group.config.get(key)
+        if ours != normalize(key, value):
+            out.append(f"{key} {format_value(key, ours) or 'off'} (paper {format_value(key, value) or 'off'})")
+    return ", ".join(out)
 
 
 def _where(across, combo) -> str:

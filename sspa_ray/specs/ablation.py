@@ -149,6 +149,12 @@ class AblationSpec:
                     trials.append(TrialSpec(row=index, overrides=layer))
         return trials
 
+    def paper_config(self, target: str, row: int, combo: Mapping[str, Any]) -> dict[str, Any]:
+        """The flat config of `row` as the preset defines it (no --set): what its reference numbers ran."""
+        fixed = {k: v for k, v in self.fixed.items() if self.applies(k, target)}
+        row_values = {k: v for k, v in self.rows[row].items() if self.applies(k, target)}
+        return make_config(target, {**fixed, **row_values, **combo}).to_flat()
+
     def _config(self, target: str, layer: dict, index: int, combo: dict, sets: Mapping[str, Any] | None):
         try:
             return make_config(target, layer)

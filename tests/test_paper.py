@@ -1,0 +1,139 @@
+"""--preset paper, --dry-run and seeds under random and Optuna search, on a real local Ray.
+
+The paper suite runs through the real CLI on the synthetic benchmark at a tiny scale; the dry runs
+run the console script in a subprocess, to show that Ray is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+from click.testing import CliRunner
+
+from _layouts import make_affectnet, make_rafdb
+from sspa_ray.cli.main import cli
+from sspa_ray.orchestration.plan import ExperimentPlan, Resources
+from sspa_ray.orchestration.tuner import run_experiment
+from sspa_ray.specs.search_space import load_search_space
+from sspa_ray.specs.suite import PAPER_TABLES, paper_suite, parse_feeds
+
+TINY = {"data.synthetic_scale": 0.1, "train.epochs": 2, "train.selection_epochs": 1}
+TINY_SETS = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
+TINY_YAML = "".join(f"  {k}: {v}\n" for k, v in TINY.items())
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def test_paper_suite_shares_trials_across_tables():
+    rafdb = paper_suite("rafdb")
+    trials = rafdb.trials("rafdb", {})
+    # 73 trials when the six presets run one by one; 14 of them repeat another table's run.
+    assert rafdb.separate_trials("rafdb", {}) == 73 and len(trials) == 59
+    feeds = sorted(sorted(t.feeds) for t in trials if len(t.feeds) > 1)
+    assert [("table_3", 2), ("table_5", 8), ("table_6", 2), ("table_7", 2), ("table_8", 3)] in feeds  # ARM SSPA-JT
+    assert feeds.count([("table_5", 0), ("table_9", 3)]) == 2        # "none" = 10% direct merge, both backbones
+    assert feeds.count([("table_3", 0), ("table_8", 0), ("table_9", 0)]) == 2   # the target alone
+    assert list(paper_suite("caers").tables) == ["table_4"]
+
+
+def _dry_run(args: list[str]) -> subprocess.CompletedProcess:
+    code = ("import sys; from sspa_ray.cli.main import cli\n"
+            "try:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert 'ray' not in sys.modules, 'Ray was imported'\n    raise\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_dry_run_of_the_paper_on_rafdb_lists_tables_shared_trials_and_an_estimate(tmp_path):
+    make_rafdb(tmp_path / "data")
+    make_affectnet(tmp_path / "data")
+    out = tmp_path / "exp"
+    result = _dry_run(["ablate", "--preset", "paper", "--target", "rafdb", "--data-root", str(tmp_path / "data"),
+                       "--dry-run", "--throughput", "400", "--gpus-per-trial", "1", "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "6 tables (table_3, table_5, table_6, table_7, table_8, table_9), 59 distinct trials (73 if each table ran on its own)" in text
+    assert "table_3[SSPA-JT (target's aux share)], table_5[SSM + D_T fixed + MoE + PAM], table_6[moe.experts=3]" in text
+    assert "resources per trial: 1 CPU and 1 GPU" in text
+    assert "of GPU time for 59 trials (throughput given with --throughput" in text and "on 8 GPUs" in text
+    assert not out.exists()  # nothing written, no Ray
+
+
+def test_dry_run_measures_the_engine_when_no_throughput_is_given(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(f"search: random\nnum_samples: 3\nspace:\n  pam.beta: {{uniform: [0.5, 3]}}\nfixed:\n{TINY_YAML}")
+    result = _dry_run(["tune", str(space), "--seeds", "2", "--num-samples", "5", "--dry-run"])
+    assert result.returncode == 0, result.stderr
+    assert "10 trials (random search, 2 seeds each)" in result.stdout
+    assert "measured: a timed burst of the engine, SSPA-JT with small at 32 px" in result.stdout
+
+
+def test_random_search_runs_every_sampled_configuration_once_per_seed(local_ray, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(f"search: random\nnum_samples: 2\nspace:\n  pam.beta: {{uniform: [0.5, 3]}}\nfixed:\n{TINY_YAML}")
+    plan = ExperimentPlan.for_search(load_search_space(space), target="synthetic", sets={}, seeds=2,
+                                     out=tmp_path / "exp", name=None, storage=None, resources=Resources())
+    plan.prepare_out(resume=False, overwrite=False)
+    frame = run_experiment(plan, progress_interval_s=60.0)
+    assert len(frame) == 4
+    seeds_per_beta = frame.groupby("pam.beta")["train.seed"].apply(sorted).tolist()
+    assert seeds_per_beta == [[0, 1], [0, 1]]   # two draws of beta, each run with seeds 0 and 1
+    assert "(n=2)" in (tmp_path / "exp" / "table.md").read_text()
+
+
+def test_optuna_with_two_seeds_and_two_samples_runs_four_trials(local_ray, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(f"search: optuna\nmetric: accuracy\nnum_samples: 7\nspace:\n"
+                     f"  train.lr: {{loguniform: [0.001, 0.1]}}\nfixed:\n{TINY_YAML}")
+    out = tmp_path / "exp"
+    result = CliRunner().invoke(cli, ["tune", str(space), "--seeds", "2", "--num-samples", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out / "results.parquet")
+    assert len(frame) == 4 and (frame["status"] == "completed").all()
+    assert frame.groupby("train.lr")["train.seed"].apply(sorted).tolist() == [[0, 1], [0, 1]]
+
+
+def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_ray, tmp_path):
+    out = tmp_path / "paper"
+    args = ["ablate", "--preset", "paper", "--target", "synthetic", *TINY_SETS, "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out / "results.parquet")
+    suite = paper_suite("synthetic")
+    assert len(frame) == len(suite.trials("synthetic", TINY)) == 39 and (frame["status"] == "completed").all()
+    # Every trial once: no two rows share a configuration and seed.
+    config_columns = [c for c in frame.columns if c.startswith(("modules.", "moe.", "pam.", "data.aux", "train.seed"))]
+    assert not frame.duplicated(config_columns).any()
+    feeds = [parse_feeds(f) for f in frame["feeds"]]
+    full_model = next(f for f in feeds if ("table_6", 2) in f)
+    assert sorted(t for t, _ in full_model) == ["table_3", "table_5", "table_6", "table_7", "table_8"]
+    for table, preset in PAPER_TABLES["synthetic"].items():
+        md = (out / table / "table.md").read_text()
+        assert suite.tables[table].title in md and "pending" not in md
+        assert (out / table / "spec.yaml").is_file() and (out / table / "table.tex").is_file()
+        rows = sum(1 for f in feeds for t, _ in f if t == table)
+        assert rows == len(suite.tables[table].trials("synthetic", TINY))
+    for plot in ("table_5/modules.pdf", "table_7/beta_heatmap.pdf", "table_8/aux_ratio.pdf", "aux_share.pdf", "aux_share.png"):
+        assert (out / plot).is_file(), plot
+    combined = (out / "table.md").read_text()
+    assert combined.startswith("39 distinct trials fill the rows of 6 tables")
+    assert json.loads((out / "experiment.json").read_text())["suite"] == "paper"
+
+    # --resume continues the same suite: nothing is run again.
+    ids = set(frame["trial_id"])
+    result = CliRunner().invoke(cli, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_parquet(out / "results.parquet")["trial_id"]) == ids
