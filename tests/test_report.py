@@ -261,3 +261,13 @@ def test_paper_numbers_are_matched_on_the_configuration_not_the_row(tmp_path, pr
     assert ("ran another configuration than the paper's" in md) == (kept == 0)
     if preset == "experts":
         assert "91.34" not in md and "moe.experts 5 (paper 1)" in md
+
+
+def test_tune_table_notes_carry_optuna_parameter_importance(tmp_path):
+    # The metric follows pam.alpha and ignores train.lr: alpha must rank first.
+    records = [record("synthetic", {"pam.alpha": a, "train.lr": lr}, row=-1, value=0.5 + a / 100)
+               for a in (1.0, 2.0, 3.0, 4.0) for lr in (0.01, 0.05)]
+    out = experiment(tmp_path, None, "synthetic", records, kind="tune")
+    md = render_experiment(out)["md"].read_text()
+    note = next(line for line in md.splitlines() if "Parameter importance" in line)
+    assert note.index("pam.alpha") < note.index("train.lr")

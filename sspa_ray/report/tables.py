@@ -18,6 +18,7 @@ import pandas as pd
 from sspa_ray.config import EXECUTION_KEYS
 from sspa_ray.errors import ConfigError
 from sspa_ray.report.aggregate import METRICS, STATUSES, Group, normalize
+from sspa_ray.report.importance import importance_note
 from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, holm, mean_ci, paired_p, significant, welch_p
 from sspa_ray.specs.ablation import MODULE_TITLES, AblationSpec
 
@@ -388,6 +389,9 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
         errors += [f"{name}, {e}" for e in group.errors]
     notes = _metric_notes(best, False, groups, metrics, set(), 0, None)
     notes.insert(0, f"Sorted by {sort_metric} ({'higher' if mode == 'max' else 'lower'} first).")
+    importance = importance_note(groups, keys, sort_metric, mode)
+    if importance:
+        notes.append(importance)
     if any(g.statuses.get("stopped") for g in groups):
         notes.append("Stopped trials (ended early by the scheduler) count with their last reported epoch.")
     notes += _status_notes(groups, errors)
