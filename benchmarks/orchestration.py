@@ -29,7 +29,8 @@ def _space(folder: Path, trials: int, scale: float, epochs: int) -> Path:
     alphas = ", ".join(str(1 + i) for i in range(trials))
     path = folder / f"bench{trials}.yaml"
     path.write_text(f"name: bench{trials}\nspace:\n  pam.alpha: {{grid: [{alphas}]}}\nfixed:\n"
-                    f"  data.synthetic_scale: {scale}\n  train.epochs: {epochs}\n  train.selection_epochs: 1\n")
+                    f"  data.synthetic_scale: {scale}\n  train.epochs: {epochs}\n  train.selection_epochs: 1\n"
+                    "  model.pretrained: none\n")
     return path
 
 

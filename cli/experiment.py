@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from sspa_ray.config import coerce, parse_sets
+from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce, parse_sets
 from sspa_ray.errors import UserError
 
 _PATH_KEYS = ("data.root", "model.pretrained")
@@ -115,7 +115,7 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     overrides.update(parse_sets(sets))
     # Trials run in their own working directories: paths must not depend on where we are.
     for key in _PATH_KEYS:
-        if overrides.get(key):
+        if overrides.get(key) and overrides[key] != SYNTHETIC_PRETRAINED:
             overrides[key] = str(Path(overrides[key]).expanduser().resolve())
     target = coerce("data.target", overrides.pop("data.target", target) or "synthetic")
     resources = Resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
@@ -127,12 +127,15 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
                      resources=resources)
     if throughput is not None and (throughput <= 0 or not dry_run):
         raise UserError(f"--throughput {throughput:g} is invalid: give images per second > 0, with --dry-run")
+    for note in plan.notes:
+        click.echo(note, err=True)
     if dry_run:
         from sspa_ray.orchestration.dryrun import describe_plan
 
         describe_plan(plan, throughput=throughput, log=click.echo)
         return
     plan.prepare_out(resume=resume, overwrite=overwrite)
+    plan.prepare_backbones()
 
     from sspa_ray.orchestration.tuner import run_experiment  # the first Ray import
 

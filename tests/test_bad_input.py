@@ -16,7 +16,7 @@ import pytest
 from _layouts import make_affectnet, make_caers, make_rafdb
 
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
-QUICK = ["--set", "train.epochs=1", "--set", "train.selection_epochs=1"]
+QUICK = ["--set", "train.epochs=1", "--set", "train.selection_epochs=1", "--set", "model.pretrained=none"]
 
 
 def _write(path: Path, text: str) -> Path:

@@ -56,6 +56,7 @@ BASE = {
     "train.lr": 0.05,
     "train.num_threads": 1,
     "train.eval_batch_size": 40,
+    "model.pretrained": None,  # from scratch: tests/test_pretrain.py covers the pretrained start
 }
 
 
@@ -317,8 +318,12 @@ def test_classification_metrics_by_hand():
 
 def test_selection_metrics_by_hand():
     s = selection_metrics(np.array([1, 0, 1, 1]), np.array([0, 1, 2, 3]), np.array([0, 1, 0, 3]))
+    kept = s.pop("kept_per_class")
     assert s == {"clean_share": 0.75, "precision": 2 / 3, "recall": 2 / 3, "aux_base_rate": 0.75}
-    assert selection_metrics(np.zeros(3, bool), np.zeros(3), None) == {"clean_share": 0.0}
+    assert kept["anger"] == 1.0 and kept["disgust"] == 0.0 and kept["fear"] == 1.0 and kept["neutral"] == 0.0
+    without_truth = selection_metrics(np.zeros(3, bool), np.zeros(3), None)
+    assert without_truth["clean_share"] == 0.0 and without_truth["kept_per_class"]["anger"] == 0.0
+    assert set(without_truth) == {"clean_share", "kept_per_class"}
 
 
 # ---- DDP -----------------------------------------------------------------------------------------

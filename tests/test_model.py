@@ -13,7 +13,7 @@ from sspa_ray.model.resnet import resnet18_trunk
 
 
 def cfg(**sets):
-    return make_config("synthetic", {k.replace("__", "."): v for k, v in sets.items()})
+    return make_config("synthetic", {"model.pretrained": None}, {k.replace("__", "."): v for k, v in sets.items()})
 
 
 @pytest.mark.parametrize("backbone,size", [("small", 16), ("small", 32), ("resnet18", 32)])

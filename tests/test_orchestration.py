@@ -36,7 +36,7 @@ from sspa_ray.specs.search_space import load_search_space
 
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 # Small enough that one epoch takes well under a second on one core.
-TINY = {"data.synthetic_scale": 0.1, "train.epochs": 2, "train.selection_epochs": 1}
+TINY = {"data.synthetic_scale": 0.1, "train.epochs": 2, "train.selection_epochs": 1, "model.pretrained": "none"}
 TINY_YAML = "".join(f"  {k}: {v}\n" for k, v in TINY.items())
 
 
@@ -359,8 +359,18 @@ def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ra
     assert (stored["status"] == "completed").all() and (stored["model.backbone"] == "small").all()
     table = (tmp_path / "exp" / "table.md").read_text()
     assert table.count("✓") == sum(sum(p) for p in patterns)
-    for name in ("table.csv", "table.tex", "modules.png"):
+    for name in ("table.csv", "table.tex", "modules.png", "claims.md", "claims.csv", "selection.png",
+                 "selection_gallery.png"):
         assert (tmp_path / "exp" / name).is_file()
+    # The paper's claims, one verdict each; one seed is judged by the sign alone.
+    claims = pd.read_csv(tmp_path / "exp" / "claims.csv")
+    assert len(claims) == sum(len(c.metrics) for c in load_ablation("modules").claims)
+    assert set(claims["verdict"]) <= {"holds", "contradicted", "inconclusive"}
+    assert (claims["test"] == "one seed: sign only").all()
+    # SSM's selection per epoch, with ground truth, for the selection plot.
+    ssm = stored[stored["modules.ssm"]]
+    assert all(len(h) == TINY["train.epochs"] for h in ssm["history.selection_precision"])
+    assert ssm["aux_base_rate"].between(0, 1).all() and ssm["kept.happiness"].between(0, 1).all()
 
 
 

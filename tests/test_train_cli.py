@@ -15,7 +15,7 @@ from sspa_ray.data import synthetic
 FAST = [
     "--set", "model.backbone=small", "--set", "data.image_size=16", "--set", "train.epochs=3",
     "--set", "train.selection_epochs=2", "--set", "data.aux_ratio=1.0", "--set", "train.batch_size=32",
-    "--set", "train.num_threads=1",
+    "--set", "train.num_threads=1", "--set", "model.pretrained=none",
 ]
 
 
@@ -56,7 +56,8 @@ def test_train_writes_config_metrics_selection_and_one_line_per_epoch(finished):
     metrics = json.loads((run / "metrics.json").read_text())
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1"))
     assert metrics["best"]["selected_on"] == "test" and len(metrics["history"]) == 3
-    assert "selection" not in metrics  # real layouts carry no ground truth
+    # Real layouts carry no ground truth: only the share kept, overall and per class.
+    assert set(metrics["selection"]) == {"clean_share", "kept_per_class"}
     rows = (run / "selection.csv").read_text().splitlines()
     assert rows[0] == "path,source,label,clean"
     assert {r.split(",")[1] for r in rows[1:]} == {"target", "aux"}
@@ -67,7 +68,7 @@ def test_synthetic_target_reports_selection_quality(tmp_path):
     result = train("--target", "synthetic", "--set", "data.synthetic_scale=0.1", *FAST, "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     selection = json.loads((tmp_path / "r" / "metrics.json").read_text())["selection"]
-    assert set(selection) == {"precision", "recall", "aux_base_rate", "clean_share"}
+    assert set(selection) == {"precision", "recall", "aux_base_rate", "clean_share", "kept_per_class"}
 
 
 def test_sigkilled_cli_run_resumes_to_the_same_metrics(finished, data_root, tmp_path):

@@ -119,6 +119,9 @@ class Style:
 
 TARGET_STYLE = Style(canvas=64, aligned=True, max_roll=6, stripes=0.0, saturation=0.25, noise=(2, 8), occlusion=0.12, quality=92)
 AUX_STYLE = Style(canvas=80, aligned=False, max_roll=15, stripes=0.5, saturation=0.7, noise=(4, 14), occlusion=0.25, quality=80)
+# The face-identity pretraining set (the stand-in for MS-Celeb-1M): aligned crops of celebrities,
+# a third style between the target's and the auxiliary set's.
+IDENTITY_STYLE = Style(canvas=64, aligned=True, max_roll=10, stripes=0.25, saturation=0.5, noise=(2, 10), occlusion=0.1, quality=90)
 
 
 @dataclass
@@ -137,11 +140,16 @@ def _prior(counts: np.ndarray) -> np.ndarray:
     return counts / counts.sum()
 
 
-def _expressions(rng: np.random.Generator, n: int, prior: np.ndarray, n_identities: int) -> tuple[np.ndarray, np.ndarray]:
-    """Facial parameters [n, P] and identity ids [n]: latent expression x intensity + resting face + noise."""
+def _expressions(rng: np.random.Generator, n: int, prior: np.ndarray, n_identities: int,
+                 identity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Facial parameters [n, P] and identity ids [n]: latent expression x intensity + resting face + noise.
+
+    Identities are drawn at random unless `identity` gives them.
+    """
     latent = rng.choice(len(CLASSES), size=n, p=prior)
     intensity = rng.uniform(0.45, 1.2, size=(n, 1))
-    identity = rng.integers(0, n_identities, size=n)
+    if identity is None:
+        identity = rng.integers(0, n_identities, size=n)
     resting = rng.normal(0.0, 0.12, size=(n_identities, len(PARAMS)))
     params = intensity * PROTOTYPES[latent] + resting[identity] + rng.normal(0.0, 0.1, size=(n, len(PARAMS)))
     return params, identity
@@ -319,6 +327,29 @@ def _draw(rng: np.random.Generator, n: int, prior: np.ndarray, style: Style, sta
     non_face = dropped_codes == 10
     images[non_face] = images[non_face, :1, :1, :]  # a "non-face" row is a flat patch of colour
     return _Drawn(images, params, labels, true_labels, boxes, dropped_codes)
+
+
+def identity_faces(seed: int, identities: int, per_identity: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Faces for identity pretraining: uint8 [identities * per_identity, size, size, 3] and identity ids.
+
+    The people are drawn from their own random stream, so none of them is a person of the
+    benchmark (identity features are continuous draws). Each face shows a random expression of a
+    random class at a random intensity, so the expression varies within every identity and says
+    nothing about who it is. Deterministic for (seed, identities, per_identity, size).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, VERSION, 0x1D]))  # 0x1D: not a benchmark stream
+    total = identities * per_identity
+    identity = np.repeat(np.arange(identities), per_identity)
+    uniform = np.full(len(CLASSES), 1 / len(CLASSES))
+    params, _ = _expressions(rng, total, uniform, identities, identity)
+    looks = _identity_looks(rng, identities)
+    out = np.empty((total, size, size, 3), dtype=np.uint8)
+    for start in range(0, total, 128):
+        ids = identity[start : start + 128]
+        images, _ = _render(rng, params[start : start + 128], {k: v[ids] for k, v in looks.items()}, IDENTITY_STYLE)
+        for i, image in enumerate(images):
+            out[start + i] = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    return out, identity
 
 
 def _save_jpeg(path: Path, image: np.ndarray, quality: int) -> None:

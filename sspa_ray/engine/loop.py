@@ -38,11 +38,11 @@ import torch.nn.functional as F
 
 from sspa_ray.config import EXECUTION_KEYS
 from sspa_ray.data.augment import augment, crop_padding, normalize
-from sspa_ray.engine import _faults
+from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import atomic_write_text, latest_checkpoint, prune_checkpoints, save_checkpoint
 from sspa_ray.engine.metrics import classification_metrics, selection_metrics
 from sspa_ray.engine.pam import mixup, pair_plan
-from sspa_ray.engine.selection import SampleSelector
+from sspa_ray.engine.selection import SampleSelector, horizon_warning
 from sspa_ray.errors import ConfigError
 from sspa_ray.labels import CLASSES, NUM_CLASSES
 from sspa_ray.model import build_model, expert_probabilities
@@ -221,10 +221,11 @@ class Trainer:
             )
         self.padding = crop_padding(cfg)
 
+        model_cfg = pretrain.resolved(cfg)  # the built-in pretrained backbone, trained on first use
         torch.manual_seed(t.seed)
         np.random.seed(t.seed % 2**32)
         random.seed(t.seed)
-        self.model = build_model(cfg).to(self.device)
+        self.model = build_model(model_cfg).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(
@@ -296,6 +297,9 @@ class Trainer:
             shutil.rmtree(checkpoints, ignore_errors=True)  # never mix with an older run's checkpoints
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        warning = horizon_warning(cfg)
+        if warning and self.is_main and self.epoch < t.selection_epochs:
+            self.log(warning)
         model = self._training_model()
         clean = self.selector.clean.cpu().numpy()
         if self.epoch == 0 and t.selection_epochs == 0 and self.is_main:
@@ -448,6 +452,7 @@ class Trainer:
         if selection and "precision" in selection:
             record["selection_precision"] = selection["precision"]
             record["selection_recall"] = selection["recall"]
+            record["aux_base_rate"] = selection["aux_base_rate"]
         return record
 
     def _progress_line(self, r: dict) -> str:
@@ -470,7 +475,7 @@ class Trainer:
             per_class=self.last_eval["per_class"],
             confusion=self.last_eval["confusion"],
         )
-        if self.data.aux_true_labels is not None and self.data.aux_train is not None:
+        if self.data.aux_train is not None:
             out["selection"] = self._aux_selection(self.selector.clean.cpu().numpy())
         out["history"] = self.history
         return out

@@ -51,10 +51,15 @@ def selection_metrics(clean: np.ndarray, labels: np.ndarray, true_labels: np.nda
 
     precision: share of the selected aux samples whose label equals the target-standard label;
     recall: share of the agreeing aux samples that were selected; aux_base_rate: share of all aux
-    samples that agree (what selecting at random would reach); clean_share: share selected.
+    samples that agree (what selecting at random would reach); clean_share: share selected;
+    kept_per_class: the share selected of each class of the given labels.
     """
     clean = np.asarray(clean, dtype=bool)
+    labels = np.asarray(labels)
     out = {"clean_share": _share(clean.sum(), clean.size)}
+    # Per class of the given label: the share kept (what can be seen without ground truth).
+    out["kept_per_class"] = {name: _share((clean & (labels == i)).sum(), (labels == i).sum())
+                             for i, name in enumerate(CLASSES)}
     if true_labels is not None:
         agree = np.asarray(labels) == np.asarray(true_labels)
         out["precision"] = _share((clean & agree).sum(), clean.sum())

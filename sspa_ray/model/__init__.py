@@ -40,12 +40,17 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_model(cfg) -> Classifier:
+def build_backbone(cfg) -> tuple[nn.Module, int]:
+    """The backbone of ``model.backbone`` (with ``model.pretrained`` loaded) and its feature size."""
     # Importing the backbone modules fills the registry.
     from sspa_ray.model import arm, resnet, small  # noqa: F401
 
-    backbone, dim = _BACKBONES[cfg.model.backbone](cfg)
+    return _BACKBONES[cfg.model.backbone](cfg)
+
+
+def build_model(cfg) -> Classifier:
+    backbone, dim = build_backbone(cfg)
     return Classifier(backbone, dim, cfg.experts, cfg.modules.moe, NUM_CLASSES)
 
 
-__all__ = ["Classifier", "MoEHead", "build_model", "expert_probabilities", "register"]
+__all__ = ["Classifier", "MoEHead", "build_backbone", "build_model", "expert_probabilities", "register"]

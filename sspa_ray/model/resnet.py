@@ -25,10 +25,10 @@ def resnet18_trunk() -> nn.Module:
     return net
 
 
-def load_pretrained(net: nn.Module, path: str) -> None:
-    """Load a ResNet-18 checkpoint from `path` into `net` (a trunk without ``fc``)."""
+def load_pretrained(net: nn.Module, path: str, *, arch: str = "ResNet-18") -> None:
+    """Load an `arch` checkpoint from `path` into `net` (a backbone without ``fc``)."""
     if not os.path.isfile(path):
-        raise ConfigError(f"model.pretrained={path!r}: no such file; give the path of a ResNet-18 checkpoint or none")
+        raise ConfigError(f"model.pretrained={path!r}: no such file; give the path of a {arch} checkpoint or none")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
@@ -43,7 +43,7 @@ def load_pretrained(net: nn.Module, path: str) -> None:
     if missing or unexpected:
         names = (missing or unexpected)[:3]
         kind = "lacks" if missing else "has unexpected"
-        raise DataError(f"model.pretrained={path!r} is not a ResNet-18 checkpoint: it {kind} keys such as {names}")
+        raise DataError(f"model.pretrained={path!r} is not a {arch} checkpoint: it {kind} keys such as {names}")
 
 
 @register("resnet18")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from sspa_ray.model import register
+from sspa_ray.model.resnet import load_pretrained
 
 WIDTHS = (16, 32, 64, 128)
 
@@ -24,4 +25,7 @@ def small(cfg) -> tuple[nn.Module, int]:
         layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         cin = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return nn.Sequential(*layers), cin
+    net = nn.Sequential(*layers)
+    if cfg.model.pretrained:
+        load_pretrained(net, cfg.model.pretrained, arch="small")
+    return net, cin

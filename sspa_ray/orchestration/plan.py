@@ -17,8 +17,10 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow.fs
 
-from sspa_ray.config import Config, make_config
+from sspa_ray.config import SYNTHETIC_PRETRAINED, Config, make_config
 from sspa_ray.data import data_root, read_listing
+from sspa_ray.engine import pretrain
+from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
 from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
@@ -84,6 +86,8 @@ class ExperimentPlan:
     storage_given: bool = False             # --storage was on the command line
     suite: Suite | None = None              # --preset paper: the tables the trials feed
     spec: AblationSpec | None = None        # a single ablation's preset
+    notes: list[str] = field(default_factory=list)  # warnings to print before training (horizon)
+    pretrained: list[Any] = field(default_factory=list)  # built-in backbones' recipes to build first
 
     # ---- building ------------------------------------------------------------------------
     @classmethod
@@ -93,17 +97,20 @@ class ExperimentPlan:
             raise SpecError(f"--seeds {seeds} is invalid: give a whole number >= 1")
         if seeds > 1 and "train.seed" in space.space:
             raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
-        _check_data(space.check_points(target, sets))
+        configs = space.check_points(target, sets)
+        _check_data(configs)
         plan = cls(kind="tune", name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
                    out=Path(), storage="", spec_text=space.path.read_text(encoding="utf-8"),
-                   metric=space.metric, mode=space.mode, resources=resources.check(), space=space)
+                   metric=space.metric, mode=space.mode, resources=resources.check(), space=space,
+                   notes=_notes(configs), pretrained=_recipes(configs))
         return plan._place(out, storage)
 
     @classmethod
     def for_ablation(cls, spec: AblationSpec | Suite, *, target: str, sets: dict[str, Any], seeds: int | None,
                      out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "ExperimentPlan":
         trials = spec.trials(target, sets, seeds)
-        _check_data(make_config(target, t.overrides) for t in trials)
+        configs = [make_config(target, t.overrides) for t in trials]
+        _check_data(configs)
         suite = spec if isinstance(spec, Suite) else None
         if suite is not None:
             default_seeds = max(table.seeds for table in suite.tables.values())
@@ -114,7 +121,7 @@ class ExperimentPlan:
                    seeds=default_seeds if seeds is None else seeds, out=Path(), storage="",
                    spec_text=spec_text, metric=metric, mode="max",
                    resources=resources.check(), trials=trials, suite=suite,
-                   spec=None if suite is not None else spec)
+                   spec=None if suite is not None else spec, notes=_notes(configs), pretrained=_recipes(configs))
         return plan._place(out, storage)
 
     def _place(self, out: Path | None, storage: str | None) -> "ExperimentPlan":
@@ -196,6 +203,12 @@ class ExperimentPlan:
             return
         prepare_new_run_dir(out, marker=PLAN_FILE, overwrite=overwrite, what="experiment")
 
+    def prepare_backbones(self) -> None:
+        """Build the built-in pretrained backbones on this node before Ray starts, with a progress bar
+        on the terminal; trials on other nodes build their own copy under the same lock."""
+        for recipe in self.pretrained:
+            pretrain.ensure(recipe)
+
     def save(self) -> None:
         """Write spec.yaml and experiment.json; `sspa-ray report` and --resume read them back."""
         (self.out / SPEC_FILE).write_text(self.spec_text, encoding="utf-8")
@@ -232,6 +245,16 @@ def storage_filesystem(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
     if "://" in uri:
         return pyarrow.fs.FileSystem.from_uri(uri)
     return pyarrow.fs.LocalFileSystem(), uri
+
+
+def _recipes(configs: Iterable[Config]) -> list[pretrain.Recipe]:
+    """The built-in pretrained backbones the trials start from (model.pretrained=synthetic-faces)."""
+    return list(dict.fromkeys(pretrain.recipe_for(c) for c in configs if c.model.pretrained == SYNTHETIC_PRETRAINED))
+
+
+def _notes(configs: Iterable[Config]) -> list[str]:
+    """The distinct horizon warnings of the trials, each printed once by the driver."""
+    return list(dict.fromkeys(w for w in map(horizon_warning, configs) if w))
 
 
 def _check_data(configs: Iterable[Config]) -> None:

@@ -3,10 +3,13 @@
 Columns: every dotted config key, ``trial_id``, ``status``, ``error``, ``epochs_done``, the final
 ``accuracy``/``macro_precision``/``macro_recall``/``macro_f1``, the same at the best epoch as
 ``best.*`` plus ``best.epoch`` (chosen on the test set, as the engine's metrics.json does),
-``clean_share``, ``selection_precision``, ``selection_recall``, ``row`` (-1 for tune and for
-``--preset paper``), ``feeds`` (``--preset paper``: the table rows the trial fills, such as
-``table_5:8 table_8:3``; empty otherwise) and, for
-completed trials, the final per-class recall as ``recall.<class>``.
+``clean_share``, ``selection_precision``, ``selection_recall``, ``aux_base_rate``, ``row`` (-1 for
+tune and for ``--preset paper``), ``feeds`` (``--preset paper``: the table rows the trial fills,
+such as ``table_5:8 table_8:3``; empty otherwise), for completed trials the final per-class
+recall as ``recall.<class>`` and aux share kept per class as ``kept.<class>``, the per-epoch
+selection as lists ``history.clean_share``, ``history.selection_precision``,
+``history.selection_recall``, and ``trial_dir`` (the trial's folder under the experiment path,
+holding its selection.csv).
 
 Status: ``completed`` (all epochs ran), ``stopped`` (the ASHA scheduler ended it early),
 ``diverged`` (NaN/inf loss), ``errored`` (raised after its retries) or ``pending`` (not finished).
@@ -27,12 +30,15 @@ from sspa_ray.orchestration.plan import RESULTS_FILE, ExperimentPlan, storage_fi
 from sspa_ray.report import render_experiment
 
 METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
-EXTRA = ("clean_share", "selection_precision", "selection_recall")
+EXTRA = ("clean_share", "selection_precision", "selection_recall", "aux_base_rate")
+# Per-epoch series of SSM's selection, one list per trial, for the selection plot.
+SERIES = ("clean_share", "selection_precision", "selection_recall")
 DIVERGED = "diverged"
 # The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
 BEST_BY = "accuracy"
 COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
-           *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", "feeds", *(f"recall.{c}" for c in CLASSES))
+           *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", "feeds", *(f"recall.{c}" for c in CLASSES),
+           *(f"kept.{c}" for c in CLASSES), *(f"history.{s}" for s in SERIES), "trial_dir")
 
 
 def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> str:
@@ -65,7 +71,11 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
         record["error"] = ""
     for name in (*METRICS, *EXTRA):
         record[name] = _number(final.get(name))
-    record.update(_per_class_recall(plan, trial) if status == "completed" else {})
+    record.update(_per_class(plan, trial) if status == "completed" else {})
+    record["trial_dir"] = Path(trial.path).name
+    for name in SERIES:
+        column = epochs[name] if name in epochs else pd.Series(dtype=float)
+        record[f"history.{name}"] = [_number(v) for v in column]
     if len(epochs) and BEST_BY in epochs and epochs[BEST_BY].notna().any():
         best = epochs.loc[epochs[BEST_BY].idxmax()].to_dict()
         record.update({f"best.{m}": _number(best.get(m)) for m in METRICS})
@@ -107,15 +117,20 @@ def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
     return epochs.reset_index(drop=True)
 
 
-def _per_class_recall(plan: ExperimentPlan, trial) -> dict[str, float]:
-    """``recall.<class>`` of the final epoch, from the metrics.json the trial published."""
+def _per_class(plan: ExperimentPlan, trial) -> dict[str, float]:
+    """``recall.<class>`` and the aux share SSM kept per class, ``kept.<class>``, of the final epoch,
+    from the metrics.json the trial published."""
     filesystem, root = storage_filesystem(f"{plan.experiment_path}/{Path(trial.path).name}/metrics.json")
     try:
         with filesystem.open_input_stream(root) as stream:
-            per_class = json.loads(stream.read()).get("per_class", {})
+            metrics = json.loads(stream.read())
     except (FileNotFoundError, OSError, json.JSONDecodeError):
         return {}
-    return {f"recall.{name}": float(per_class[name]["recall"]) for name in CLASSES if name in per_class}
+    per_class = metrics.get("per_class", {})
+    kept = (metrics.get("selection") or {}).get("kept_per_class", {})
+    out = {f"recall.{name}": float(per_class[name]["recall"]) for name in CLASSES if name in per_class}
+    out.update({f"kept.{name}": float(kept[name]) for name in CLASSES if name in kept})
+    return out
 
 
 def _number(value: Any) -> float:

@@ -11,7 +11,9 @@ import pandas as pd
 from sspa_ray.config import make_config
 from sspa_ray.errors import RunDirError
 from sspa_ray.report.aggregate import METRICS, aggregate, read_results
+from sspa_ray.report.claims import write_claims
 from sspa_ray.report.plots import OVERLAY, RECALL_COLUMNS, overlay_ratio, plot_ablation
+from sspa_ray.report.selection import selection_figures
 from sspa_ray.report.tables import Table, ablation_table, to_csv, to_latex, to_markdown, tune_table
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
 from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
@@ -117,6 +119,9 @@ def _ablation_outputs(spec: AblationSpec, results: pd.DataFrame, target: str, ex
                        extra_columns=RECALL_COLUMNS if has_recall else ())
     table = ablation_table(spec, groups, target, best=best)
     plots = plot_ablation(spec, groups, out_dir, target=target, best=best, has_recall=has_recall)
+    plots.update(write_claims(spec, results, target, out_dir, best=best))
+    if not best:
+        plots.update(selection_figures(spec, results, out_dir, experiment))
     return table, plots, groups
 
 

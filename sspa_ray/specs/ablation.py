@@ -15,6 +15,8 @@ A preset reads like the table it produces::
     fixed: {data.aux_ratio: 0.1}
     seeds: 1
     baseline: 0                # the row the significance test compares against
+    claims:                    # what the paper's table claims, checked after every run (specs/claims.py)
+      - {claim: SSM + fixed D_T beats SSM alone, metrics: [accuracy], better: 2, than: 1}
     grid: [pam.beta, pam.alpha]   # layout grid only: the table's row key, then its column key
     reference:                 # the paper's numbers in percent: per target, per across
                                # combination, one entry per row (a list of `metrics`, or null)
@@ -37,13 +39,14 @@ from typing import Any, Mapping
 from sspa_ray.config import TARGETS, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
 from sspa_ray.specs._yaml import check_known, read_mapping
+from sspa_ray.specs.claims import Claim, parse_claims
 
 LAYOUTS = ("modules", "grid", "ratio", "list")
 METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 ROW_LABEL = "label"
 TOP_KEYS = (
     "name", "title", "layout", "metrics", "rows", "across", "only_for", "fixed", "seeds",
-    "baseline", "grid", "reference",
+    "baseline", "grid", "reference", "claims",
 )
 # The target comes from --target and seeds from `seeds`/--seeds; a preset setting them would
 # silently fight the command line.
@@ -95,6 +98,7 @@ class AblationSpec:
     grid: tuple[str, str] | None
     reference: Reference
     path: Path
+    claims: list[Claim] = field(default_factory=list)   # what the paper's table claims (specs/claims.py)
 
     # ---- what the table shows -----------------------------------------------------------
     def row_keys(self) -> list[str]:
@@ -235,10 +239,11 @@ def parse_ablation(data: Mapping[str, Any], path: Path) -> AblationSpec:
         raise SpecError(f"{path}: baseline {baseline} is not a row index; choose 0..{len(rows) - 1}")
     grid = _layout_checks(path, layout, rows, data.get("grid"))
     reference = _reference(path, data.get("reference") or {}, metrics, across, len(rows))
+    claims = parse_claims(path, data.get("claims"), rows=len(rows), labels=labels, metrics=metrics)
     return AblationSpec(
         name=name, title=title, layout=layout, metrics=metrics, rows=rows, labels=labels,
         across=across, only_for=only_for, fixed=fixed, seeds=seeds, baseline=baseline, grid=grid,
-        reference=reference, path=path,
+        reference=reference, path=path, claims=claims,
     )
 
 

@@ -1,0 +1,251 @@
+"""The paper's claims judged on an experiment: claims.md and claims.csv beside the tables.
+
+Each claim of a preset (specs/claims.py) says that row `better` beats the rows `than` on a metric.
+It is judged per metric and per `across` combination, from the completed trials of
+results.parquet, row against row, paired by seed:
+
+- with two or more common seeds, each comparison is a paired t-test (``paired_p``): it is *for*
+  the claim when the difference has the claimed sign and p < 0.05, *against* it when it has the
+  other sign and p < 0.05, and *unclear* otherwise;
+- with one common seed there is no test, and the sign of the difference alone decides.
+
+The claim **holds** when every comparison is for it, is **contradicted** when any is against it,
+and is **inconclusive** otherwise (also when a row has no completed trial). The row shown as the
+rival is the one the verdict turns on: the first comparison against the claim, or else the
+rival with the highest mean.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from sspa_ray.report.aggregate import normalize
+from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, paired_p
+from sspa_ray.specs.ablation import AblationSpec
+from sspa_ray.specs.claims import Claim
+
+HOLDS, CONTRADICTED, INCONCLUSIVE = "holds", "contradicted", "inconclusive"
+VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE)
+FOR, AGAINST, UNCLEAR = 1, -1, 0
+CLAIMS_STEM = "claims"
+# The paper reports RAF-DB for every table; targets without numbers of their own are compared with it.
+PAPER_TARGET = "rafdb"
+CSV_COLUMNS = ("claim", "section", "metric", "combination", "better", "rival", "paper", "ours_better_mean",
+               "ours_better_std", "ours_better_n", "ours_rival_mean", "ours_rival_std", "ours_rival_n",
+               "test", "p", "verdict")
+
+Values = dict[int, float]  # seed -> metric value
+
+
+@dataclass
+class Comparison:
+    rival: int
+    direction: int              # FOR, AGAINST or UNCLEAR
+    p: float | None
+    pairs: int                  # seeds both rows completed
+    difference: float | None    # mean over common seeds of better - rival
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    metric: str
+    combo: dict[str, Any]
+    better: Values
+    rival: int | None
+    rival_values: Values
+    comparison: Comparison | None
+    verdict: str
+    paper: str = ""
+
+
+def compare(better: Values, rival: Values, rival_row: int) -> Comparison:
+    """One comparison of two rows' per-seed values, paired on their common seeds."""
+    seeds = sorted(set(better) & set(rival))
+    if not seeds:
+        return Comparison(rival_row, UNCLEAR, None, 0, None)
+    a = [better[s] for s in seeds]
+    b = [rival[s] for s in seeds]
+    difference = float(np.mean(np.subtract(a, b)))
+    sign = FOR if difference > 0 else AGAINST if difference < 0 else UNCLEAR
+    if len(seeds) == 1:
+        return Comparison(rival_row, sign, None, 1, difference)
+    p = paired_p(a, b)
+    significant = p is not None and p < SIGNIFICANCE_LEVEL
+    return Comparison(rival_row, sign if significant else UNCLEAR, p, len(seeds), difference)
+
+
+def judge(better: Values, rivals: Mapping[int, Values]) -> tuple[str, Comparison | None]:
+    """The verdict of `better` against every row of `rivals`, and the comparison it turns on."""
+    if not better or not rivals or any(not values for values in rivals.values()):
+        missing = next((row for row, values in rivals.items() if not values), None)
+        return INCONCLUSIVE, None if missing is None else Comparison(missing, UNCLEAR, None, 0, None)
+    comparisons = [compare(better, values, row) for row, values in rivals.items()]
+    strongest = max(comparisons, key=lambda c: -math.inf if c.difference is None else -c.difference)
+    against = [c for c in comparisons if c.direction == AGAINST]
+    if against:
+        return CONTRADICTED, min(against, key=lambda c: c.difference)
+    if all(c.direction == FOR for c in comparisons):
+        return HOLDS, strongest
+    return INCONCLUSIVE, strongest
+
+
+def seed_values(results: pd.DataFrame, spec: AblationSpec, target: str, metric: str,
+                prefix: str = "") -> dict[tuple, dict[int, Values]]:
+    """combination -> row -> seed -> value, from the completed trials."""
+    across = list(spec.active_across(target))
+    out: dict[tuple, dict[int, Values]] = {}
+    done = results[results["status"] == "completed"] if "status" in results else results.iloc[0:0]
+    for record in done.to_dict("records"):
+        value = record.get(prefix + metric)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        combo = tuple((key, normalize(key, record.get(key))) for key in across)
+        seed = int(record.get("train.seed") or 0)
+        out.setdefault(combo, {}).setdefault(int(record["row"]), {})[seed] = float(value)
+    return out
+
+
+def check_claims(spec: AblationSpec, results: pd.DataFrame, target: str, prefix: str = "") -> list[Verdict]:
+    """Every claim of `spec`, per metric and per combination of `across` that has results."""
+    verdicts = []
+    for claim in spec.claims:
+        for metric in claim.metrics:
+            per_combo = seed_values(results, spec, target, metric, prefix)
+            for combo in per_combo or {(): {}}:
+                rows = per_combo.get(combo, {})
+                rivals = {row: rows.get(row, {}) for row in claim.than}
+                verdict, comparison = judge(rows.get(claim.better, {}), rivals)
+                rival = comparison.rival if comparison else None
+                verdicts.append(Verdict(
+                    claim=claim, metric=metric, combo=dict(combo), better=rows.get(claim.better, {}),
+                    rival=rival, rival_values=rows.get(rival, {}) if rival is not None else {},
+                    comparison=comparison, verdict=verdict,
+                    paper=_paper(spec, target, claim, metric, dict(combo)),
+                ))
+    return verdicts
+
+
+def _paper(spec: AblationSpec, target: str, claim: Claim, metric: str, combo: dict[str, Any]) -> str:
+    """The paper's numbers for the claim: better vs the best of its rivals, per paper combination."""
+    reference = spec.reference
+    paper_target = target if target in reference.values else PAPER_TARGET
+    combos = reference.values.get(paper_target, {})
+    if combo and tuple(sorted(combo.items())) in combos:
+        combos = {tuple(sorted(combo.items())): combos[tuple(sorted(combo.items()))]}
+    parts = []
+    for key in combos:
+        def number(row):
+            entry = reference.lookup(paper_target, dict(key), row)
+            return None if entry is None else entry.get(metric)
+        mine = number(claim.better)
+        rivals = [v for v in (number(r) for r in claim.than) if v is not None]
+        if mine is None or not rivals:
+            continue
+        name = ", ".join(str(v) for _, v in key)
+        text = f"{mine:.2f} vs {max(rivals):.2f}"
+        parts.append(f"{name}: {text}" if name else text)
+    if not parts:
+        return "–"
+    suffix = "" if paper_target == target else f" ({PAPER_TARGET})"
+    return "; ".join(parts) + suffix
+
+
+def _stat(values: Values) -> tuple[float | None, float | None, int]:
+    numbers = list(values.values())
+    mean = float(np.mean(numbers)) if numbers else None
+    std = float(np.std(numbers, ddof=1)) if len(numbers) >= 2 else None
+    return mean, std, len(numbers)
+
+
+def _cell(values: Values) -> str:
+    mean, std, n = _stat(values)
+    if mean is None:
+        return "no value"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + f" (n={n})"
+
+
+def _test(v: Verdict) -> str:
+    c = v.comparison
+    if c is None or c.pairs == 0:
+        return "none: a row has no completed trial"
+    if c.pairs == 1:
+        return "one seed: sign only"
+    extent = f", against each of {len(v.claim.than)} rows" if len(v.claim.than) > 1 else ""
+    return f"paired t-test by seed, {c.pairs} pairs{extent}"
+
+
+def _p(v: Verdict) -> str:
+    c = v.comparison
+    if c is None or c.p is None:
+        return "–"
+    return f"{c.p:.3g}"
+
+
+def _combo_text(combo: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in combo.items())
+
+
+def render_markdown(spec: AblationSpec, verdicts: list[Verdict], row_name) -> str:
+    lines = [f"# {spec.title}: the paper's claims", ""]
+    if not verdicts:
+        return "\n".join(lines + ["This preset lists no claims.", ""])
+    with_combo = any(v.combo for v in verdicts)
+    head = ["claim", "metric"] + (["combination"] if with_combo else []) + ["paper", "ours", "test", "p", "verdict"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * (len(head) - 4) + [":--", ":--", "--:", ":-:"]) + "|"]
+    for v in verdicts:
+        rival = row_name(v.rival) if v.rival is not None else "–"
+        ours = f"{_cell(v.better)} vs {rival}: {_cell(v.rival_values)}"
+        words = v.claim.text + (f" (§{v.claim.section})" if v.claim.section else "")
+        cells = [words, v.metric] + ([_combo_text(v.combo)] if with_combo else []) + \
+                [v.paper, ours, _test(v), _p(v), f"**{v.verdict}**"]
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = {name: sum(v.verdict == name for v in verdicts) for name in VERDICTS}
+    lines += [
+        "",
+        f"{counts[HOLDS]} hold, {counts[CONTRADICTED]} contradicted, {counts[INCONCLUSIVE]} inconclusive.",
+        f"- Values in percent, mean ± std over seeds (ddof=1); `ours` shows the claimed-better row, then the "
+        f"rival the verdict turns on.",
+        f"- Holds / contradicted: the difference has the claimed / the other sign, with p < {SIGNIFICANCE_LEVEL} "
+        "in a paired t-test by seed against every rival (one seed: the sign alone). Otherwise inconclusive.",
+        "- Paper: the claimed-better row vs its best rival in the paper's table.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_csv(verdicts: list[Verdict], row_name) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for v in verdicts:
+        b_mean, b_std, b_n = _stat(v.better)
+        r_mean, r_std, r_n = _stat(v.rival_values)
+        p = v.comparison.p if v.comparison else None
+        writer.writerow([v.claim.text, v.claim.section, v.metric, _combo_text(v.combo), row_name(v.claim.better),
+                         row_name(v.rival) if v.rival is not None else "", v.paper,
+                         _num(b_mean), _num(b_std), b_n, _num(r_mean), _num(r_std), r_n, _test(v), _num(p), v.verdict])
+    return buffer.getvalue()
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def write_claims(spec: AblationSpec, results: pd.DataFrame, target: str, exp_dir: Path, *,
+                 best: bool = False) -> dict[str, Path]:
+    """Write claims.md and claims.csv (claims_best.* for best-epoch metrics) into `exp_dir`."""
+    verdicts = check_claims(spec, results, target, prefix="best." if best else "")
+    stem = CLAIMS_STEM + ("_best" if best else "")
+    paths = {"claims.md": Path(exp_dir) / f"{stem}.md", "claims.csv": Path(exp_dir) / f"{stem}.csv"}
+    paths["claims.md"].write_text(render_markdown(spec, verdicts, spec.row_name), encoding="utf-8")
+    paths["claims.csv"].write_text(render_csv(verdicts, spec.row_name), encoding="utf-8")
+    return paths
