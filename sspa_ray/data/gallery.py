@@ -35,12 +35,7 @@ def draw_gallery(dataset: str, root: Path, out: Path, *, split: str = "train", p
                 ax.imshow(decode_face(listing.base / listing.paths[i], listing.box(i), size))
         axes[row][0].set_ylabel(f"{name}\n({len(members)})", rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(f"{dataset} {split}: {per_class} random faces per class", fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def draw_selection_gallery(selection_csv: Path, root: Path, out: Path, *, dataset: str = "affectnet",
@@ -86,6 +81,12 @@ def draw_selection_gallery(selection_csv: Path, root: Path, out: Path, *, datase
         line[0].set_ylabel(f"{title}\n({len(rows)})", fontsize=9)
     fig.suptitle("Aux samples after the selection stage" + (" (red: the given label disagrees with the target's standard)"
                                                             if truth is not None else ""), fontsize=9)
+    return _save(fig, out)
+
+
+def _save(fig, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
