@@ -33,6 +33,7 @@ def test_identity_faces_vary_expression_within_a_person_and_are_deterministic():
 def test_pretrain_is_deterministic_and_loads_as_a_backbone(tmp_path):
     a = pretrain.pretrain(TINY, tmp_path / "a.pt", progress=False)
     pretrain.pretrain(TINY, tmp_path / "b.pt", progress=False)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     first = torch.load(tmp_path / "a.pt", weights_only=True)
     second = torch.load(tmp_path / "b.pt", weights_only=True)
     assert first["state_dict"].keys() == second["state_dict"].keys()

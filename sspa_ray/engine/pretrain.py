@@ -38,7 +38,7 @@ VERSION = 1                    # bump when the training below changes the weight
 # Backbones whose builder loads model.pretrained into the module it returns (ARM loads a trunk).
 BACKBONES = ("small", "resnet18")
 
-# Processes of this interpreter that built a backbone; tests read it to see cache hits.
+# Backbones this process has trained; tests read it to see cache hits.
 builds = 0
 
 
@@ -140,16 +140,15 @@ def pretrain(recipe: Recipe, out: Path, *, progress: bool = True) -> dict:
         accuracy = _accuracy(net, test_x, test_y, channels_last)
     pretext = {
         "task": "identity", "identities": recipe.identities, "train_images": int(len(train_y)),
-        "held_back_images": int(len(test_y)), "held_back_accuracy": accuracy,
-        "seconds": round(time.perf_counter() - started, 1), "recipe": asdict(recipe),
+        "held_back_images": int(len(test_y)), "held_back_accuracy": accuracy, "recipe": asdict(recipe),
     }
     buffer = io.BytesIO()
     state = {k: v.contiguous() for k, v in backbone.state_dict().items()}
-    torch.save({"state_dict": state, "pretext": pretext}, buffer)
+    torch.save({"state_dict": state, "pretext": pretext}, buffer)  # no timing inside: same seed, same bytes
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(out), buffer.getvalue())
     builds += 1
-    return pretext
+    return {**pretext, "seconds": round(time.perf_counter() - started, 1)}
 
 
 @torch.no_grad()
