@@ -34,7 +34,7 @@ from sspa_ray.engine.checkpoint import atomic_write_bytes
 from sspa_ray.config import SYNTHETIC_PRETRAINED
 from sspa_ray.errors import ConfigError
 
-VERSION = 1                    # bump when the training below changes the weights
+VERSION = 1  # bump when the training below or the faces of synthetic.identity_faces change the weights
 # Backbones whose builder loads model.pretrained into the module it returns (ARM loads a trunk).
 BACKBONES = ("small", "resnet18")
 
