@@ -295,8 +295,9 @@ def test_resume_completes_a_killed_sweep_without_rerunning_finished_trials(kille
     out = seen["out"]
     assert not (out / "results.parquet").exists()
     experiment = out / "ray" / "killed"
-    plan_dirs = {re.search(r"_([0-9a-f]{5}_\d{5})_", p.name).group(1): p
-                 for p in experiment.iterdir() if p.name.startswith("run_trial")}
+    # Trial folders are named after the trial: killed-alpha=1-<trial id>.
+    plan_dirs = {re.search(r"-([0-9a-f]{5}_\d{5})$", p.name).group(1): p
+                 for p in experiment.iterdir() if p.name.startswith("killed-")}
     before = {t: (plan_dirs[t] / "result.json").read_text() for t in seen["finished_before_kill"]}
 
     proc = subprocess.run([*SSPA, *seen["argv"], "--resume"], capture_output=True, text=True, timeout=300)
