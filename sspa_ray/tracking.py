@@ -90,10 +90,6 @@ class RunTrackers:
         self.run_dir = Path(run_dir)
         self.group = config_group(flat)
         self._tb = self._mlflow = self._wandb = None
-        if "tensorboard" in self.names:
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.run_dir))
         if "mlflow" in self.names:
             self._start_mlflow()
         if "wandb" in self.names:
@@ -115,7 +111,11 @@ class RunTrackers:
     def epoch(self, metrics: Mapping[str, Any]) -> None:
         step = int(metrics["epoch"])
         values = numeric(metrics)
-        if self._tb is not None:
+        if "tensorboard" in self.names:
+            if self._tb is None:  # opened with the first epoch: a run that fails before has no events
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir))
             for key, value in values.items():
                 self._tb.add_scalar(TB_PREFIX + key, value, step)
             self._tb.flush()
@@ -143,7 +143,14 @@ class RunTrackers:
 
                 for summary in hparams(hparam_dict=_hparams(self.params), metric_dict=numeric(final)):
                     self._tb.file_writer.add_summary(summary)
-            self._tb.close()
+            try:
+                self._tb.close()
+            except OSError:
+                if not failed:
+                    raise
+                # A full disk already failed the run, which reports it; mark the writer closed so
+                # its exit hook does not retry the flush and print a traceback.
+                self._tb.file_writer.event_writer._closed = True
         if self._mlflow is not None:
             client, run_id = self._mlflow
             client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")

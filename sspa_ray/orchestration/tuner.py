@@ -145,7 +145,7 @@ class ListSearcher(Searcher):
         return dict(self.configs[self.next - 1])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        pass
+        pass  # required by Searcher; a fixed list learns nothing from results
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "w", encoding="utf-8") as file:
