@@ -68,10 +68,9 @@ def _tune_plan(space_path: Path, out: Path, sets=None, seeds=1, **resources) -> 
 def _trial_dirs(plan: ExperimentPlan) -> dict[str, Path]:
     """trial id -> its directory in storage (where metrics.json, selection.csv, train.log land)."""
     found = {}
-    for path in Path(plan.experiment_path).iterdir():
-        match = re.search(r"_([0-9a-f]{5}_\d{5})_", path.name)
-        if path.is_dir() and match:
-            found[match.group(1)] = path
+    for result in Path(plan.experiment_path).glob("*/result.json"):
+        first = result.read_text().splitlines()[0]
+        found[json.loads(first)["trial_id"]] = result.parent
     return found
 
 
