@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 from click.testing import CliRunner
 
 from sspa_ray.cli.main import cli
@@ -37,17 +36,6 @@ TINY = "fixed:\n  data.synthetic_scale: 0.1\n  train.epochs: 2\n  train.selectio
 # Two rows that differ in one module, two seeds each: four trials, two configuration groups.
 ABLATION = "name: pamab\ntitle: PAM on and off\nlayout: modules\nrows:\n  - {modules.pam: false}\n  - {modules.pam: true}\nseeds: 2\n" + TINY
 NAMES = {"pamab-ssm+fix+moe-s0", "pamab-ssm+fix+moe-s1", "pamab-ssm+fix+moe+pam-s0", "pamab-ssm+fix+moe+pam-s1"}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # the tests read the store sspa-ray wrote
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def _plan(tmp_path: Path, body: str, **kwargs) -> ExperimentPlan:
@@ -99,7 +87,8 @@ def _scalars(trial_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.fixture(scope="module")
-def ablation(ray_session, tmp_path_factory):
+def ablation(local_ray, tmp_path_factory):
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # the tests read the store sspa-ray wrote
     tmp = tmp_path_factory.mktemp("monitoring")
     plan = _plan(tmp, ABLATION)
     plan.loggers = ["tensorboard", "mlflow", "csv"]
@@ -146,7 +135,7 @@ def test_mlflow_file_store_has_one_run_per_trial_grouped_by_configuration(ablati
         assert run.data.tags[GROUP_TAG] == ("pamab-ssm+fix+moe+pam" if pam else "pamab-ssm+fix+moe")
 
 
-def test_resume_continues_an_experiment_started_with_trial_indices(ray_session, tmp_path, monkeypatch):
+def test_resume_continues_an_experiment_started_with_trial_indices(local_ray, tmp_path, monkeypatch):
     """The previous version ran an ablation as a grid over `trial_index` with Tune's default loggers;
     --resume of such an experiment still maps each trial to its row and finishes it."""
     from ray import tune
