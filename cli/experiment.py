@@ -14,6 +14,7 @@ import click
 
 from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce, parse_sets
 from sspa_ray.errors import UserError
+from sspa_ray.tracking import LOGGERS, check_loggers
 
 _PATH_KEYS = ("data.root", "model.pretrained")
 
@@ -57,6 +58,12 @@ def _common_options(command):
         click.option("--throughput", type=float, default=None, metavar="IMG_PER_S",
                      help="--dry-run: training images per second per trial to estimate with "
                           "(default: measured by a short burst of the engine on this machine)."),
+        click.option("--logger", "loggers", multiple=True, type=click.Choice(LOGGERS),
+                     help="Experiment tracker (repeatable; default tensorboard): Ray's logger callbacks. "
+                          "mlflow and wandb need their extra: pip install \"sspa-ray[mlflow]\"."),
+        click.option("--submit", is_flag=True,
+                     help="Run the whole experiment as a Ray Job on the cluster of --address http://HEAD:8265; "
+                          "paths are the head node's."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -103,7 +110,7 @@ def ablate(ablation_file: str | None, preset: str | None, **options) -> None:
 
 def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, overwrite, address, storage,
          gpus_per_trial, cpus_per_trial, workers_per_trial, max_concurrent, max_failures, dashboard,
-         dashboard_host, dry_run, throughput) -> None:
+         dashboard_host, dry_run, throughput, loggers, submit) -> None:
     from sspa_ray.orchestration.cluster import LOOPBACK, ClusterOptions
     from sspa_ray.orchestration.plan import Resources
 
@@ -121,7 +128,9 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     resources = Resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                           workers_per_trial=workers_per_trial, max_concurrent=max_concurrent,
                           max_failures=max_failures)
-    cluster = ClusterOptions(address=address, dashboard=dashboard or dashboard_host is not None,
+    _check_job_address(address, submit)
+    chosen_loggers = check_loggers(loggers)
+    cluster = ClusterOptions(address=None if submit else address, dashboard=dashboard or dashboard_host is not None,
                              dashboard_host=dashboard_host or LOOPBACK).check()
     plan = make_plan(target=target, sets=overrides, seeds=seeds, out=out, name=name, storage=storage,
                      resources=resources)
@@ -129,10 +138,17 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         raise UserError(f"--throughput {throughput:g} is invalid: give images per second > 0, with --dry-run")
     for note in plan.notes:
         click.echo(note, err=True)
+    plan.loggers = chosen_loggers
     if dry_run:
         from sspa_ray.orchestration.dryrun import describe_plan
 
         describe_plan(plan, throughput=throughput, log=click.echo)
+        return
+    if submit:
+        from sspa_ray.orchestration.jobs import submit_experiment
+
+        # The job re-checks --out on the head node, where the experiment lives.
+        submit_experiment(address, _job_argv(click.get_current_context(), plan), plan, log=click.echo)
         return
     plan.prepare_out(resume=resume, overwrite=overwrite)
     plan.prepare_backbones()
@@ -143,3 +159,45 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     if (frame["status"] == "errored").any():
         click.echo("some trials errored after their retries; see the error column of results.parquet", err=True)
         sys.exit(1)
+
+
+_JOB_URL = ("http://", "https://")
+# Options the job gets from the plan (resolved values), and options that only mean something here.
+_FROM_PLAN = {"target", "aux", "data_root", "sets", "seeds", "out", "name", "loggers", "storage"}
+_CLIENT_ONLY = {"submit", "address", "dashboard", "dashboard_host"}
+
+
+def _check_job_address(address: str | None, submit: bool) -> None:
+    is_url = bool(address) and address.startswith(_JOB_URL)
+    if submit and not is_url:
+        raise UserError("--submit needs the cluster's dashboard address: --address http://HEAD:8265")
+    if is_url and not submit:
+        raise UserError(f"--address {address} is a dashboard (Jobs API) address: add --submit to run the "
+                        "experiment as a Ray Job there, or give auto, HOST:6379 or ray://HOST:10001")
+
+
+def _job_argv(ctx: click.Context, plan) -> list[str]:
+    """The command the Ray Job runs: this one, with resolved paths and values, joining the cluster."""
+    argv = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if param.name in _FROM_PLAN or param.name in _CLIENT_ONLY or value is None or value is False:
+            continue
+        if isinstance(param, click.Argument):
+            argv.append(str(Path(value).resolve()) if Path(value).is_file() else str(value))
+        elif param.is_flag:
+            argv.append(param.opts[0])
+        elif value != param.default:
+            argv += [param.opts[0], str(value)]
+    argv += ["--target", plan.target, "--seeds", str(plan.seeds), "--out", str(plan.out), "--name", plan.name]
+    if plan.storage_given:
+        argv += ["--storage", plan.storage]
+    for key, value in plan.sets.items():
+        argv += ["--set", f"{key}={_set_text(value)}"]
+    for logger in plan.loggers:
+        argv += ["--logger", logger]
+    return [*argv, "--address", "auto"]
+
+
+def _set_text(value) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

@@ -11,6 +11,7 @@ import click
 from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets
 from sspa_ray.errors import ConfigError, RunDirError
 from sspa_ray.rundir import prepare_new_run_dir
+from sspa_ray.tracking import LOGGERS, RunTrackers, check_loggers
 
 CONFIG_FILE = "config.json"
 
@@ -41,13 +42,16 @@ def _read_run_config(run_dir: Path):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="new run folder")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, help="run folder to continue")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
-def train(target, aux, data_root, sets, out, resume, overwrite):
+@click.option("--logger", "loggers", multiple=True, type=click.Choice(LOGGERS),
+              help="experiment tracker (repeatable; default tensorboard); mlflow and wandb need their extra")
+def train(target, aux, data_root, sets, out, resume, overwrite, loggers):
     """Train one configuration; write RUN_DIR/metrics.json, selection.csv and checkpoints."""
     from sspa_ray.engine import TrainingDiverged, TrainingOutOfMemory, fit
     from sspa_ray.engine.checkpoint import atomic_write_text
 
     if (out is None) == (resume is None):
         raise ConfigError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
+    loggers = check_loggers(loggers)
     overrides = parse_sets(sets)
     if data_root is not None:
         overrides["data.root"] = data_root
@@ -74,11 +78,16 @@ def train(target, aux, data_root, sets, out, resume, overwrite):
     from sspa_ray.data import load_joint_data
 
     data = load_joint_data(cfg)
+    trackers = RunTrackers(loggers, cfg.to_flat(), run_dir)
+    metrics = None
     try:
-        metrics = fit(cfg, run_dir, data=data, resume=resume is not None, log=click.echo)
+        metrics = fit(cfg, run_dir, data=data, resume=resume is not None, log=click.echo,
+                      report=lambda record, _checkpoint: trackers.epoch(record))
     except (TrainingDiverged, TrainingOutOfMemory) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    finally:
+        trackers.close(metrics, failed=metrics is None)
     click.echo(
         f"final: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"(best accuracy {metrics['best']['accuracy']:.4f} at epoch {metrics['best']['epoch']}, selected on test) "

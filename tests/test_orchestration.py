@@ -68,10 +68,9 @@ def _tune_plan(space_path: Path, out: Path, sets=None, seeds=1, **resources) -> 
 def _trial_dirs(plan: ExperimentPlan) -> dict[str, Path]:
     """trial id -> its directory in storage (where metrics.json, selection.csv, train.log land)."""
     found = {}
-    for path in Path(plan.experiment_path).iterdir():
-        match = re.search(r"_([0-9a-f]{5}_\d{5})_", path.name)
-        if path.is_dir() and match:
-            found[match.group(1)] = path
+    for result in Path(plan.experiment_path).glob("*/result.json"):
+        first = result.read_text().splitlines()[0]
+        found[json.loads(first)["trial_id"]] = result.parent
     return found
 
 
@@ -295,8 +294,9 @@ def test_resume_completes_a_killed_sweep_without_rerunning_finished_trials(kille
     out = seen["out"]
     assert not (out / "results.parquet").exists()
     experiment = out / "ray" / "killed"
-    plan_dirs = {re.search(r"_([0-9a-f]{5}_\d{5})_", p.name).group(1): p
-                 for p in experiment.iterdir() if p.name.startswith("run_trial")}
+    # Trial folders are named after the trial: killed-alpha=1-<trial id>.
+    plan_dirs = {re.search(r"-([0-9a-f]{5}_\d{5})$", p.name).group(1): p
+                 for p in experiment.iterdir() if p.name.startswith("killed-")}
     before = {t: (plan_dirs[t] / "result.json").read_text() for t in seen["finished_before_kill"]}
 
     proc = subprocess.run([*SSPA, *seen["argv"], "--resume"], capture_output=True, text=True, timeout=300)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 from click.testing import CliRunner
 
 from _layouts import make_affectnet, make_rafdb
@@ -26,16 +25,6 @@ from sspa_ray.specs.suite import PAPER_TABLES, paper_suite, parse_feeds
 TINY = {"data.synthetic_scale": 0.1, "train.epochs": 2, "train.selection_epochs": 1}
 TINY_SETS = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
 TINY_YAML = "".join(f"  {k}: {v}\n" for k, v in TINY.items())
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def test_paper_suite_shares_trials_across_tables():

@@ -8,16 +8,18 @@ rebuild their config from it with :meth:`ExperimentPlan.trial_config`, so the dr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pyarrow.fs
 
-from sspa_ray.config import SYNTHETIC_PRETRAINED, Config, make_config
+from sspa_ray.config import KEYS, SYNTHETIC_PRETRAINED, Config, make_config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
@@ -26,6 +28,7 @@ from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
 from sspa_ray.specs.search_space import NAME_PATTERN, SearchSpace
 from sspa_ray.specs.suite import Suite, feeds_text
+from sspa_ray.tracking import DEFAULT_LOGGERS
 
 PLAN_FILE = "experiment.json"
 SPEC_FILE = "spec.yaml"
@@ -37,6 +40,11 @@ DEFAULT_STORAGE_DIR = "ray"
 REPEAT_INDEX = "__trial_index__"
 # Environment variables of the driver that every trial sees too (cache dir, data root, test hooks).
 ENV_PREFIX = "SSPA_"
+# Experiments started before Tune saw the dotted config ran a grid over this key; --resume maps it back.
+LEGACY_TRIAL_INDEX = "trial_index"
+MODULES_PREFIX = "modules."
+_SHORT = {"modules.fix_target": "fix"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,9 @@ class ExperimentPlan:
     spec: AblationSpec | None = None        # a single ablation's preset
     notes: list[str] = field(default_factory=list)  # warnings to print before training (horizon)
     pretrained: list[Any] = field(default_factory=list)  # built-in backbones' recipes to build first
+    # --logger: Ray's logger callbacks (sspa_ray.tracking.LOGGERS); None: an experiment of a version
+    # that let Tune pick its default loggers, resumed as it started.
+    loggers: list[str] | None = field(default_factory=lambda: list(DEFAULT_LOGGERS))
 
     # ---- building ------------------------------------------------------------------------
     @classmethod
@@ -152,6 +163,11 @@ class ExperimentPlan:
         grids = [len(d.args) for k, d in self.space.space.items() if d.kind == "grid" and k not in self.sets]
         return math.prod(grids) * self.space.num_samples * self.seeds
 
+    def tune_configs(self) -> list[dict[str, Any]]:
+        """What Tune sees of each ablation trial: its dotted config (fixed keys, the row, its
+        `across` values, the seed and --set), so Tune's tables, folders and loggers show it."""
+        return [dict(t.overrides) for t in self.trials]
+
     def trial_layers(self, tune_config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """The config layers of one trial (lowest precedence first) and its ablation row (-1: tune)."""
         if self.kind == "ablate":
@@ -166,7 +182,10 @@ class ExperimentPlan:
         return layers, -1
 
     def ablation_trial(self, tune_config: Mapping[str, Any]) -> TrialSpec:
-        return self.trials[int(tune_config["trial_index"])]
+        """The trial of a Tune config: its dotted config, or `trial_index` (an experiment of the previous version)."""
+        if LEGACY_TRIAL_INDEX in tune_config:
+            return self.trials[int(tune_config[LEGACY_TRIAL_INDEX])]
+        return self._trials_by_config[_identity(tune_config)]
 
     def trial_feeds(self, tune_config: Mapping[str, Any]) -> str:
         """The table rows a suite's trial fills ('table_5:8 table_8:3'); empty outside a suite."""
@@ -180,6 +199,30 @@ class ExperimentPlan:
             res = self.resources
             cfg.set("train.num_threads", max(1, int(res.cpus_per_trial / max(1, res.workers_per_trial))))
         return cfg, row
+
+    @functools.cached_property
+    def _trials_by_config(self) -> dict[str, TrialSpec]:
+        return {_identity(t.overrides): t for t in self.trials}
+
+    def trial_name(self, tune_config: Mapping[str, Any], *, seed: bool = True) -> str:
+        """A short readable name from the values that tell trials apart, e.g. ``modules-ssm+fix+pam-s0``.
+
+        Module toggles read as the modules that are on (``none`` when all are off), other varied keys
+        as ``experts=5``, the seed as ``s0``; without `seed` it names the trial's group of seeds.
+        """
+        cfg, _ = self.trial_config(tune_config)
+        keys = [k for k in self.varied_keys() if k != "train.seed"]
+        others = [k for k in keys if not k.startswith(MODULES_PREFIX)]
+        leaves = [k.rsplit(".", 1)[-1] for k in others]
+        parts = [self.name]
+        if len(others) < len(keys):  # a module toggle varies: name the modules that are on
+            toggles = [k for k in KEYS if k.startswith(MODULES_PREFIX)]
+            parts.append("+".join(_SHORT.get(k, k[len(MODULES_PREFIX):]) for k in toggles if cfg.get(k)) or "none")
+        for key, leaf in zip(others, leaves):
+            parts.append(f"{leaf if leaves.count(leaf) == 1 else key}={_text(cfg.get(key))}")
+        if seed:
+            parts.append(f"s{cfg.train.seed}")
+        return _UNSAFE.sub("_", "-".join(parts))
 
     def base_config(self) -> Config:
         """The config without the space's values: fixed keys and --set (tune only)."""
@@ -221,12 +264,15 @@ class ExperimentPlan:
             "metric": self.metric, "mode": self.mode, "resources": asdict(self.resources),
             "trials": len(self.trials) if self.kind == "ablate" else None,
             "suite": self.suite.name if self.suite is not None else None,
+            "loggers": self.loggers,
         }
 
     def _check_same_as_stored(self) -> None:
         stored = json.loads((self.out / PLAN_FILE).read_text(encoding="utf-8"))
         if not self.storage_given and stored.get("storage"):
             self.storage = stored["storage"]  # --resume without --storage finds the original storage
+        # Tune restores the experiment with the logger callbacks it started with.
+        self.loggers = stored.get("loggers")
         stored_spec = (self.out / SPEC_FILE).read_text(encoding="utf-8") if (self.out / SPEC_FILE).is_file() else None
         mine = self.summary()
         for key in ("kind", "name", "target", "overrides", "seeds", "storage"):
@@ -238,6 +284,14 @@ class ExperimentPlan:
         if stored_spec is not None and stored_spec != self.spec_text:
             raise RunDirError(f"--resume: the YAML differs from {self.out / SPEC_FILE}, which this experiment ran; "
                               "resume with the original file, or start a new --out")
+
+
+def _identity(config: Mapping[str, Any]) -> str:
+    return json.dumps(dict(config), sort_keys=True, default=str)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) or value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def storage_filesystem(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:

@@ -2,9 +2,10 @@
 
 The table is a Tune callback on the driver; it reprints when a trial changes status and otherwise at
 most every ``interval_s`` seconds, so it stays readable in a terminal and in a log file alike. The
-gauges are set by each trial and show up in the Ray dashboard's metrics (Prometheus) as
-``sspa_trial_stage``, ``sspa_trial_clean_share``, ``sspa_trial_accuracy``, ``sspa_trial_img_per_s``
-and ``sspa_trial_epoch``, tagged with the trial id.
+gauges are set by each trial; Ray exports them to Prometheus with its ``ray_`` prefix as
+``ray_sspa_trial_stage``, ``ray_sspa_trial_clean_share``, ``ray_sspa_trial_accuracy``,
+``ray_sspa_trial_img_per_s`` and ``ray_sspa_trial_epoch``, labelled with ``experiment`` and ``trial``
+(the trial's name). ``sspa_ray_grafana_dashboard.json`` has one panel per gauge.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from ray.util.metrics import Gauge
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.results import trial_status
 
-_GAUGES = {
+GAUGE_PREFIX = "sspa_trial_"
+GAUGE_TAGS = ("experiment", "trial")
+GAUGES = {
     "epoch": "finished epochs",
     "stage": "training stage: 0 = sample selection (SS), 1 = paired augmentation (PA)",
     "clean_share": "share of the auxiliary set currently selected as clean",
@@ -34,18 +37,18 @@ _FINISHED = ("completed", "stopped", "diverged", "errored")
 
 @functools.cache
 def _gauge(name: str) -> Gauge:
-    return Gauge(f"sspa_trial_{name}", description=_GAUGES[name], tag_keys=("trial",))
+    return Gauge(GAUGE_PREFIX + name, description=GAUGES[name], tag_keys=GAUGE_TAGS)
 
 
 class TrialGauges:
     """Per-trial Ray metrics, set from each epoch's report."""
 
-    def __init__(self, trial_id: str):
-        self.tags = {"trial": trial_id}
+    def __init__(self, experiment: str, trial_name: str):
+        self.tags = dict(zip(GAUGE_TAGS, (experiment, trial_name)))
 
     def update(self, metrics: dict[str, Any]) -> None:
         values = dict(metrics, stage=_STAGES.get(metrics.get("stage")))
-        for name in _GAUGES:
+        for name in GAUGES:
             value = values.get(name)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 _gauge(name).set(float(value), tags=self.tags)

@@ -18,7 +18,9 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,18 +49,26 @@ def run_trial(tune_config: dict[str, Any], plan: ExperimentPlan) -> None:
     context = ray.tune.get_context()
     trial_dir_name = Path(context.get_trial_dir()).name
     outputs_uri = f"{plan.experiment_path}/{trial_dir_name}"
+    trial = TrialInfo(context.get_trial_id(), context.get_trial_name(), plan.name)
     if plan.resources.workers_per_trial == 0:
-        _run_in_process(cfg.to_flat(), Path.cwd() / "run", outputs_uri, context.get_trial_id())
+        _run_in_process(cfg.to_flat(), Path.cwd() / "run", outputs_uri, trial)
     else:
-        _run_with_torch_trainer(cfg.to_flat(), plan, context.get_trial_id(), outputs_uri)
+        _run_with_torch_trainer(cfg.to_flat(), plan, trial, outputs_uri)
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    id: str
+    name: str          # Tune's trial name: the readable one of ExperimentPlan.trial_name
+    experiment: str
 
 
 # ---- single-device path ---------------------------------------------------------------------------
 
-def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial_id: str) -> None:
+def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial: TrialInfo) -> None:
     cfg = from_flat(flat).validate()
     restored = _restore(ray.tune.get_checkpoint(), run_dir)
-    gauges = TrialGauges(trial_id)
+    gauges = TrialGauges(trial.experiment, trial.name)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
         gauges.update(metrics)
@@ -68,8 +78,8 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
     # Published also when the trial raises or the scheduler stops it (Tune ends the function at
     # its next report), so every trial folder has its log.
     try:
-        with _log_file(run_dir, capture_output=True) as log:
-            log(_where(trial_id, restored))
+        with _log_file(run_dir, capture_output=True, prefix=trial.name) as log:
+            log(_where(trial.id, restored))
             _fit(cfg, run_dir, report, restored, log, final_report=ray.tune.report)
     finally:
         _publish(run_dir, outputs_uri)
@@ -77,7 +87,7 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
 
 # ---- TorchTrainer path ------------------------------------------------------------------------------
 
-def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial_id: str, outputs_uri: str) -> None:
+def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial: TrialInfo, outputs_uri: str) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -86,7 +96,7 @@ def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial_id
     gpus = res.gpus_per_trial / workers
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"config": flat, "env": plan.env, "outputs_uri": outputs_uri, "trial_id": trial_id},
+        train_loop_config={"config": flat, "env": plan.env, "outputs_uri": outputs_uri, "trial": trial},
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers,
             use_gpu=gpus > 0,
@@ -95,7 +105,7 @@ def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial_id
         # A stable name under the experiment: a retried or resumed trial finds its Train run's
         # checkpoints there. Retries are Tune's job (FailureConfig of the Tuner), not Train's.
         run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}",
+            name=f"train-{trial.id}",
             storage_path=f"{plan.experiment_path}/_train",
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=0),
@@ -111,10 +121,11 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     os.environ.update(loop_config["env"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    run_dir = Path(tempfile.gettempdir()) / "sspa-ray-train" / loop_config["trial_id"] / f"rank{rank}"
+    trial = loop_config["trial"]
+    run_dir = Path(tempfile.gettempdir()) / "sspa-ray-train" / trial.id / f"rank{rank}"
     cfg = from_flat(loop_config["config"]).validate()
     restored = _restore(ray.train.get_checkpoint(), run_dir)
-    gauges = TrialGauges(loop_config["trial_id"]) if rank == 0 else None
+    gauges = TrialGauges(trial.experiment, trial.name) if rank == 0 else None
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         if gauges is not None:
@@ -127,8 +138,8 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
                              checkpoint_dir_name=checkpoint_dir.name)
 
     try:
-        with _log_file(run_dir, capture_output=False) as log:
-            log(_where(f"{loop_config['trial_id']} rank {rank}", restored))
+        with _log_file(run_dir, capture_output=False, prefix=trial.name if rank == 0 else None) as log:
+            log(_where(f"{trial.id} rank {rank}", restored))
             _fit(cfg, run_dir, report, restored, log, final_report=ray.train.report)
     finally:
         if rank == 0:
@@ -191,19 +202,29 @@ class _log_file:
 
     With `capture_output` anything else the trial prints (data decoding progress, warnings) goes
     there too. Train workers leave their output alone: Ray Train sends it to its own worker logs.
+    With a `prefix` (the trial's name) the engine's lines, one per epoch, also go to the actor's
+    own stdout, which is the log the Ray dashboard shows for the actor.
     """
 
-    def __init__(self, run_dir: Path, capture_output: bool):
+    def __init__(self, run_dir: Path, capture_output: bool, prefix: str | None = None):
         self.path = run_dir / "train.log"
         self.capture_output = capture_output
+        self.prefix = prefix
 
     def __enter__(self) -> Callable[[str], None]:
         self.file = open(self.path, "a", encoding="utf-8", buffering=1)
+        console = sys.stdout
         self.redirects = contextlib.ExitStack()
         if self.capture_output:
             self.redirects.enter_context(contextlib.redirect_stdout(self.file))
             self.redirects.enter_context(contextlib.redirect_stderr(self.file))
-        return lambda line: self.file.write(line + "\n")
+
+        def log(line: str) -> None:
+            self.file.write(line + "\n")
+            if self.prefix is not None:
+                print(f"[{self.prefix}] {line}", file=console, flush=True)
+
+        return log
 
     def __exit__(self, *exc) -> None:
         self.redirects.close()

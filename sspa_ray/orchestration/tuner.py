@@ -3,7 +3,9 @@
 - ``search: grid`` becomes ``tune.grid_search`` (repeated ``num_samples`` times); ``random`` and
   ``optuna`` draw ``num_samples`` trials, Optuna through a seeded ``OptunaSearch`` behind a
   ``ConcurrencyLimiter``. ``scheduler: asha`` is ``AsyncHyperBandScheduler`` on the ``epoch`` count.
-- An ablation runs its explicit list of trial configs as a grid over trial indices.
+- An ablation runs its explicit list of trial configs through a :class:`ListSearcher`, so Tune's
+  config of a trial is its dotted config (``config/modules.ssm`` in Tune's tables, hparams in
+  TensorBoard) and its folder has a readable name such as ``modules-ssm+fix+pam-s0``.
 - ``--seeds N`` replicates every configuration with ``train.seed`` = base .. base+N-1: a grid over
   the seeds for grid and random search (random keys drawn once per sample, then held for every
   seed), and Ray's ``Repeater`` for Optuna (each suggestion runs N times; Optuna sees the mean).
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Callable
@@ -22,11 +25,13 @@ import pandas as pd
 import ray
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX, Repeater
+from ray.tune.trainable.function_trainable import wrap_function
 
 from sspa_ray.orchestration.cluster import ClusterOptions, connect
+from sspa_ray.orchestration.monitoring import install_grafana_dashboard, logger_callbacks
 from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
 from sspa_ray.orchestration.progress import ProgressTable
 from sspa_ray.orchestration.results import write_results
@@ -46,16 +51,26 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_SNAPSHOT_S)
     # Frequent snapshots are what we want (see CHECKPOINTS_KEPT); Ray would warn about each one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if plan.loggers is not None:
+        # The loggers are chosen with --logger; Tune would add CSV, JSON and TensorBoard on its own.
+        # An experiment of the previous version (no loggers stored) keeps Tune's defaults on resume.
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     plan.save()
     with connect(cluster, log=log):
-        trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), trial_resources(plan))
+        install_grafana_dashboard(log=log)
+        # One actor per trial when someone can watch the dashboard (--dashboard, or a cluster, which
+        # has one): the Actors page then lists each trial by name, since Ray fixes an actor's repr when
+        # it starts, and each actor's log holds one trial's epochs. Otherwise trial processes are
+        # reused: a fresh one cost ~11 s more per trial here (README, Monitoring).
+        per_trial = cluster.dashboard or cluster.address is not None
+        trainable = named_trainable(plan, per_trial)
         if resume and tune.Tuner.can_restore(plan.experiment_path):
             log(f"resuming {plan.experiment_path}")
             tuner = tune.Tuner.restore(plan.experiment_path, trainable=trainable, resume_errored=True)
         else:
             if resume:
                 log(f"no experiment state in {plan.experiment_path} yet: starting from the beginning")
-            tuner = build_tuner(plan, trainable, progress_interval_s)
+            tuner = build_tuner(plan, trainable, progress_interval_s, reuse_actors=not per_trial)
         tuner.fit()
         frame = write_results(plan)
     log(f"{len(frame)} trials: " + ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()))
@@ -63,17 +78,18 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
     return frame
 
 
-def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15.0) -> tune.Tuner:
+def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15.0,
+                reuse_actors: bool = True) -> tune.Tuner:
     return tune.Tuner(
         trainable,
         param_space=param_space(plan),
-        tune_config=tune_config(plan),
+        tune_config=tune_config(plan, reuse_actors),
         run_config=tune.RunConfig(
             name=plan.name,
             storage_path=plan.storage,
             failure_config=tune.FailureConfig(max_failures=plan.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            callbacks=[ProgressTable(plan, interval_s=progress_interval_s)],
+            callbacks=[ProgressTable(plan, interval_s=progress_interval_s), *logger_callbacks(plan)],
             verbose=0,  # the ProgressTable replaces Tune's own status output
         ),
     )
@@ -88,9 +104,61 @@ def trial_resources(plan: ExperimentPlan) -> dict[str, float]:
     return {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
 
 
+def named_trainable(plan: ExperimentPlan, per_trial: bool):
+    """The trial function as a Tune trainable whose actor is named after its trial (the dashboard's
+    Repr, which Ray records once, when the actor starts); a reused actor names the experiment."""
+    base = tune.with_resources(wrap_function(tune.with_parameters(run_trial, plan=plan)), trial_resources(plan))
+
+    class SspaTrial(base):
+        def __repr__(self) -> str:
+            return self.trial_name if per_trial else f"{plan.name} (trials in turn)"
+
+    SspaTrial.__qualname__ = SspaTrial.__name__  # the dashboard's Class column
+    return SspaTrial
+
+
+class TrialNames:
+    """Tune's trial names and folder names: the plan's readable name; tune adds the trial number,
+    since sampled values may coincide once rounded."""
+
+    def __init__(self, plan: ExperimentPlan):
+        self.plan = plan
+
+    def __call__(self, trial) -> str:
+        name = self.plan.trial_name(trial.config)
+        return name if self.plan.kind == "ablate" else f"{name}-{trial.trial_id}"
+
+
+class ListSearcher(Searcher):
+    """Suggests an explicit list of configurations in order, so each trial's Tune config is exactly
+    its flat dotted config (a grid over whole dicts would nest them under one key)."""
+
+    def __init__(self, configs: list[dict[str, Any]]):
+        super().__init__()
+        self.configs = configs
+        self.next = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.next >= len(self.configs):
+            return Searcher.FINISHED
+        self.next += 1
+        return dict(self.configs[self.next - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # required by Searcher; a fixed list learns nothing from results
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w", encoding="utf-8") as file:
+            json.dump({"next": self.next}, file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, encoding="utf-8") as file:
+            self.next = json.load(file)["next"]
+
+
 def param_space(plan: ExperimentPlan) -> dict[str, Any]:
     if plan.kind == "ablate":
-        return {"trial_index": tune.grid_search(list(range(len(plan.trials))))}
+        return {}  # the ListSearcher suggests every trial's config
     space = {key: _domain(dist) for key, dist in plan.space.space.items() if key not in plan.sets}
     if plan.seeds > 1 and plan.space.search != "optuna":  # Optuna's seeds come from its Repeater
         base = plan.base_config().train.seed
@@ -121,16 +189,20 @@ def _domain(dist: Distribution):
     return tune.quniform(*args)
 
 
-def tune_config(plan: ExperimentPlan) -> tune.TuneConfig:
-    """Search, scheduler and concurrency. Trial processes are reused: a new one costs seconds of
-    start-up and imports, a trial of a small configuration not much more."""
+def tune_config(plan: ExperimentPlan, reuse_actors: bool = True) -> tune.TuneConfig:
+    """Search, scheduler and concurrency. Trial processes are reused unless the dashboard should
+    show one actor per trial: a new one costs seconds of start-up and imports, a trial of a small
+    configuration not much more."""
     limit = plan.resources.max_concurrent
     if not limit and plan.resources.workers_per_trial:
         # Trial drivers hold almost nothing, so Tune alone would start every trial at once and
         # leave most of them waiting for workers.
         limit = _slots(plan)
+    names = TrialNames(plan)
     if plan.kind == "ablate":
-        return tune.TuneConfig(num_samples=1, max_concurrent_trials=limit or None, reuse_actors=True)
+        return tune.TuneConfig(search_alg=ListSearcher(plan.tune_configs()), num_samples=len(plan.trials),
+                               max_concurrent_trials=limit or None, reuse_actors=reuse_actors,
+                               trial_name_creator=names, trial_dirname_creator=names)
     space = plan.space
     seed = plan.base_config().train.seed
     num_samples = space.num_samples
@@ -153,7 +225,8 @@ def tune_config(plan: ExperimentPlan) -> tune.TuneConfig:
             grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
         )
     return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=searcher, scheduler=scheduler,
-                           num_samples=num_samples, reuse_actors=True)
+                           num_samples=num_samples, reuse_actors=reuse_actors,
+                           trial_name_creator=names, trial_dirname_creator=names)
 
 
 def _slots(plan: ExperimentPlan) -> int:
