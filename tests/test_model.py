@@ -90,23 +90,63 @@ def test_arm_rejects_other_input_sizes():
         AmendRepresentation()(torch.randn(2, 512, 4, 4))
 
 
-def test_pretrained_resnet18_loads_state_dict_forms(tmp_path):
-    source = torchvision_like_checkpoint()
-    for name, blob in {
-        "wrapped.pth": {"state_dict": {f"module.{k}": v for k, v in source.items()}},
-        "bare.pth": source,
-    }.items():
-        torch.save(blob, tmp_path / name)
-        model = build_model(cfg(model__backbone="resnet18", model__pretrained=str(tmp_path / name)))
-        loaded = model.backbone.state_dict()
-        assert all(torch.equal(loaded[k], v) for k, v in source.items() if not k.startswith("fc."))
-
-
 def torchvision_like_checkpoint() -> dict:
     torch.manual_seed(1)
     net = resnet18_trunk()
     net.fc = nn.Linear(512, 1000)  # a face-recognition / ImageNet classifier, dropped on load
     return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def _trunk(source: dict) -> dict:
+    return {k: v for k, v in source.items() if not k.startswith("fc.")}
+
+
+def dream_checkpoint(source: dict) -> dict:
+    """The layout of DREAM's ijba_res18_naive.pth.tar (MS-Celeb-1M, used by SCN, RUL, ...): a
+    DataParallel model whose trunk feeds a 512->256 `feature` layer and an `fc` over the
+    identities, saved by PyTorch 0.3 (no num_batches_tracked), under 'state_dict' with metadata."""
+    trunk = {f"module.{k}": v for k, v in _trunk(source).items() if not k.endswith("num_batches_tracked")}
+    return {"epoch": 30, "arch": "resnet18", "best_prec1": 97.5, "state_dict": {
+        **trunk, "module.feature.weight": torch.randn(256, 512), "module.feature.bias": torch.randn(256),
+        "module.fc.weight": torch.randn(1234, 256), "module.fc.bias": torch.randn(1234)}}
+
+
+def sequential_checkpoint(source: dict) -> dict:
+    """SCN / ARM models: `features = nn.Sequential(*resnet.children())`, a 7-class fc, saved as
+    {'iter': ..., 'model_state_dict': ..., 'optimizer_state_dict': ...}."""
+    index = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    state = {f"features.{index[k.split('.')[0]]}.{k.split('.', 1)[1]}": v for k, v in _trunk(source).items()}
+    return {"iter": 100, "model_state_dict": {**state, "fc.weight": torch.randn(7, 121), "fc.bias": torch.randn(7),
+                                              "arm.alpha": torch.ones(1)},
+            "optimizer_state_dict": {"state": {}, "param_groups": []}}
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "dream", "dream_legacy_format", "nested_model", "timm_prefixed",
+                                    "sequential"])
+def test_pretrained_trunk_loads_from_common_checkpoint_layouts(tmp_path, layout):
+    source = torchvision_like_checkpoint()
+    blob, legacy = {
+        "torchvision": (source, False),  # torchvision's / ARM's ImageNet resnet18-*.pth: bare, fc 1000
+        "dream": (dream_checkpoint(source), False),
+        "dream_legacy_format": (dream_checkpoint(source), True),  # written before torch 1.6's zip format
+        "nested_model": ({"model": {"state_dict": {f"module.{k}": v for k, v in source.items()}}}, False),
+        "timm_prefixed": ({"state_dict": {f"backbone.{k}": v for k, v in source.items()}}, False),
+        "sequential": (sequential_checkpoint(source), False),
+    }[layout]
+    path = tmp_path / "weights.pth.tar"
+    torch.save(blob, path, _use_new_zipfile_serialization=not legacy)
+    for backbone, size in (("resnet18", 32), ("arm", 224)):
+        model = build_model(cfg(model__backbone=backbone, data__image_size=size, model__pretrained=str(path)))
+        loaded = model.backbone.state_dict() if backbone == "resnet18" else model.backbone[0].state_dict()
+        names = {n: n for n in _trunk(source)} if backbone == "resnet18" else _arm_names(_trunk(source))
+        for name, mine in names.items():
+            if not name.endswith("num_batches_tracked"):
+                assert torch.equal(loaded[mine], source[name]), (layout, backbone, name)
+
+
+def _arm_names(trunk: dict) -> dict:
+    index = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    return {k: f"{index[k.split('.')[0]]}.{k.split('.', 1)[1]}" for k in trunk}
 
 
 def test_pretrained_errors_are_one_line_user_errors(tmp_path):
@@ -117,5 +157,13 @@ def test_pretrained_errors_are_one_line_user_errors(tmp_path):
         build_model(cfg(model__backbone="resnet18", model__pretrained=str(tmp_path / "corrupt.pth")))
     assert "\n" not in str(info.value)
     torch.save({"state_dict": {"layer9.weight": torch.zeros(1)}}, tmp_path / "other.pth")
-    with pytest.raises(DataError, match="not a ResNet-18 checkpoint"):
+    with pytest.raises(DataError, match="not a ResNet-18 checkpoint: it lacks 1\\d\\d trunk weights such as .'conv1.weight'"):
         build_model(cfg(model__backbone="resnet18", model__pretrained=str(tmp_path / "other.pth")))
+    source = torchvision_like_checkpoint()
+    del source["layer4.1.bn2.weight"]
+    source["conv1.weight"] = torch.zeros(64, 1, 7, 7)  # a grey-scale stem
+    torch.save({"state_dict": source}, tmp_path / "broken.pth")
+    with pytest.raises(DataError) as info:
+        build_model(cfg(model__backbone="resnet18", model__pretrained=str(tmp_path / "broken.pth")))
+    message = str(info.value)
+    assert "\n" not in message and "layer4.1.bn2.weight" in message and "conv1.weight 64x1x7x7 (want 64x3x7x7)" in message
