@@ -267,6 +267,29 @@ def test_out_of_memory_names_the_batch_size_and_the_fix(tmp_path, monkeypatch):
     assert "\n" not in message
 
 
+def test_data_on_device_budgets_the_trials_gpu_share_and_counts_cached_memory(monkeypatch):
+    # No GPU here: the allocator's numbers are mocked, the decision and its log line are real.
+    from sspa_ray.engine.loop import GIB, keep_data_on_device
+
+    def gpu(free, total, reserved, allocated):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free * GIB, total * GIB))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: reserved * GIB)
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocated * GIB)
+
+    cuda = torch.device("cuda", 0)
+    # Four trials at --gpus-per-trial 0.25 start together on an idle 80 GiB GPU: each budgets 20 GiB,
+    # so a 12 GiB dataset stays on the host instead of four copies running the GPU out of memory.
+    gpu(free=80, total=80, reserved=0, allocated=0)
+    fits, line = keep_data_on_device(12 * GIB, cuda, 0.25)
+    assert not fits and "stays on the host" in line and "budget 20.00 GiB" in line
+    assert keep_data_on_device(9 * GIB, cuda, 0.25)[0]
+    # A reused trial process: 30 GiB cached by PyTorch's allocator counts as available to it.
+    gpu(free=10, total=80, reserved=31, allocated=1)
+    fits, line = keep_data_on_device(12 * GIB, cuda, 1.0)
+    assert fits and "stays on the GPU" in line and "10.0 free + 30.0 cached" in line
+    assert not keep_data_on_device(21 * GIB, cuda, 1.0)[0]
+
+
 def test_bad_sizes_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="train.batch_size"):
         fit(config(train__batch_size=512), tmp_path, data=easy_data(), log=lambda _: None)
@@ -370,3 +393,89 @@ def test_ddp_on_two_cpu_processes_shares_ssm_state_and_gathers_predictions(tmp_p
     assert sum(map(sum, r0["metrics"]["confusion"])) == 96  # every test prediction gathered
     assert r0["reports"] == ["epoch_0001", "epoch_0002"] and r1["reports"] == [None, None]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_done"] == 2
+
+
+def _run_ranks(script: Path, args: list[str], world: int, *, reference: bool = False) -> None:
+    """Run `script` as `world` gloo ranks (and, with `reference`, once more without torch.distributed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "WORLD_SIZE": str(world)}
+        procs.append(subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    if reference:
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+        procs.append(subprocess.Popen([sys.executable, str(script), *args], env={**env, "OMP_NUM_THREADS": "1"},
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+
+
+STEP_WORKER = textwrap.dedent(
+    """
+    import os, sys, numpy as np, torch, torch.distributed as dist
+    from torch import nn
+    sys.path.insert(0, {tests!r})
+    from test_engine import config, symmetric_batch
+    from sspa_ray.engine.loop import Trainer
+    from sspa_ray.engine.selection import SampleSelector
+    ranks = int(os.environ.get("WORLD_SIZE", 1))
+    if ranks > 1:
+        dist.init_process_group("gloo")
+    name = f"rank{{dist.get_rank()}}" if ranks > 1 else "single"
+    data, clean = symmetric_batch()
+    trainer = Trainer(config(train__batch_size=len(clean), data__crop_padding=0), sys.argv[1] + "/" + name,
+                      data=data, log=print)
+    # BatchNorm statistics are per rank (no SyncBN): take them out to compare the loss weighting alone.
+    for seq in (trainer.model.backbone,):
+        for i, layer in enumerate(seq):
+            if isinstance(layer, nn.BatchNorm2d):
+                seq[i] = nn.Identity()
+    model = trainer._training_model()
+    for _ in range(2):
+        trainer._train_epoch(model, trainer._plan("SS", clean), "SS")
+    out = {{"model": trainer.model.state_dict()}}
+    if ranks > 1:
+        # Every rank records the same two samples: their record must stay a mean, not a sum.
+        selector = SampleSelector(4, 1, 7, 0.5)
+        ids = torch.tensor([1, 2])
+        selector.observe(ids, torch.tensor([[[2.0, 0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0, 0]]]), torch.tensor([0, 0]))
+        selector.end_epoch()
+        out["thresholds"] = selector.thresholds
+    torch.save(out, sys.argv[1] + f"/{{name}}.pt")
+    if ranks > 1:
+        dist.destroy_process_group()
+    """
+)
+
+
+def symmetric_batch():
+    """64 target samples whose images are mirror-symmetric (so the random flip changes nothing), one
+    global batch; the clean mask gives rank 0's half 20 clean samples and rank 1's half 4."""
+    rng = np.random.default_rng(3)
+    split, _ = _split(rng, 64, name="target")
+    split.images[:, :, SIZE // 2 :] = split.images[:, :, : SIZE // 2][:, :, ::-1]
+    test, _ = _split(rng, 8, name="test")
+    order = np.random.default_rng([0, 0, 0]).permutation(64)  # the plan's order of epoch 0, seed 0
+    clean = np.zeros(64, bool)
+    clean[order[:20]] = True
+    clean[order[32:36]] = True
+    return JointData(split, None, test, None), clean
+
+
+def test_two_gloo_ranks_take_the_same_step_as_one_process_and_average_ssm_records(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(STEP_WORKER.format(tests=str(TESTS)))
+    _run_ranks(script, [str(tmp_path)], 2, reference=True)
+    single, r0, r1 = (torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in ("single", "rank0", "rank1"))
+    # Two steps with 20 and 4 of the 64 samples counting on the two ranks.
+    for key, value in single["model"].items():
+        assert torch.equal(r0["model"][key], r1["model"][key]), key
+        assert torch.allclose(r0["model"][key], value, rtol=1e-4, atol=1e-6), key
+    probs = torch.softmax(torch.tensor([[2.0, 0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0, 0]]), dim=1)
+    expected = 0.5 * (1 / 7) + 0.5 * probs.amax(dim=1)
+    assert torch.allclose(r0["thresholds"][1:3, 0], expected) and torch.equal(r0["thresholds"], r1["thresholds"])

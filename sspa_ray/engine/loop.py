@@ -41,7 +41,7 @@ from sspa_ray.data.augment import augment, crop_padding, normalize
 from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import atomic_write_text, latest_checkpoint, prune_checkpoints, save_checkpoint
 from sspa_ray.engine.metrics import classification_metrics, selection_metrics
-from sspa_ray.engine.pam import mixup, pair_plan
+from sspa_ray.engine.pam import mixup, pair_plan, trained_mask
 from sspa_ray.engine.selection import SampleSelector, horizon_warning
 from sspa_ray.errors import ConfigError
 from sspa_ray.labels import CLASSES, NUM_CLASSES
@@ -142,8 +142,33 @@ class _Plan:
     ids: torch.Tensor  # training-sample ids
     ids_host: np.ndarray
     weight: torch.Tensor  # loss weight (0/1)
+    # [steps]: the divisor of each step's weighted CE sum. DDP averages the ranks' gradients, so
+    # each rank divides by (weighted samples of the whole global batch) / world size: every sample
+    # then weighs the same as on one device, whatever its rank's own count.
+    norm: torch.Tensor
     partner: torch.Tensor | None = None  # PAM: position of the clean sample mixed in
     lam: torch.Tensor | None = None  # PAM: its Mixup weight
+
+
+GIB = 2**30
+
+
+def keep_data_on_device(nbytes: int, device: torch.device, share: float) -> tuple[bool, str]:
+    """Whether the uint8 dataset (`nbytes`) is copied to the GPU, and a log line saying which path.
+
+    The budget is this run's `share` of the GPU (``train.gpu_share``; trials packed on one GPU all
+    start by seeing the whole free memory) and no more than is free to it: the driver's free
+    memory plus what PyTorch's allocator in this process holds unused (left by an earlier trial of
+    a reused process). Half the budget is left for the model, activations and the allocator.
+    """
+    free, total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    budget = min(share * total, free + cached)
+    fits = 2 * nbytes <= budget
+    where = "stays on the GPU" if fits else "stays on the host and each batch is copied over"
+    return fits, (f"train.data_on_device: the dataset ({nbytes / GIB:.2f} GiB) {where}; budget {budget / GIB:.2f} "
+                  f"GiB = min({share:g} of {total / GIB:.1f} GiB, {free / GIB:.1f} free + {cached / GIB:.1f} cached), "
+                  "the data may take half")
 
 
 def _seed(*words: int) -> int:
@@ -198,11 +223,11 @@ class Trainer:
         self.labels = np.concatenate([p.labels for p in parts]).astype(np.int64)
         self.num_samples = len(self.labels)
         images = [p.images for p in parts]
-        wanted = cuda and t.data_on_device
-        room = torch.cuda.mem_get_info(self.device)[0] if wanted else 0
-        resident = wanted and 2 * (sum(i.nbytes for i in images) + data.test.images.nbytes) < room
-        if wanted and not resident:
-            self.log("train.data_on_device: the dataset does not fit next to the model; gathering batches on the host")
+        resident = False
+        if cuda and t.data_on_device:
+            resident, why = keep_data_on_device(sum(i.nbytes for i in images) + data.test.images.nbytes,
+                                                self.device, t.gpu_share)
+            self.log(why)
         self.train_images = _Images(images, self.device, resident)
         self.test_images = _Images([data.test.images], self.device, resident)
         self.labels_device = torch.from_numpy(self.labels).to(self.device)
@@ -348,14 +373,19 @@ class Trainer:
     def _plan(self, stage: str, clean: np.ndarray) -> _Plan:
         cfg, t = self.cfg, self.cfg.train
         order = np.random.default_rng([t.seed, self.epoch, 0]).permutation(self.num_samples)
-        ids = order[: self.steps * t.batch_size].reshape(self.steps, self.world.size, self.local_batch)
-        ids = np.ascontiguousarray(ids[:, self.world.rank])
+        every_rank = order[: self.steps * t.batch_size].reshape(self.steps, self.world.size, self.local_batch)
+        ids = np.ascontiguousarray(every_rank[:, self.world.rank])
+        pam = stage == "PA" and cfg.modules.pam
+        # The weights of every rank's share are known here, so the global count needs no sync.
+        weighted = trained_mask(clean[every_rank]) if pam else clean[every_rank]
+        norm = np.maximum(weighted.sum(axis=(1, 2)), 1) / self.world.size
 
         def send(array: np.ndarray, dtype=None) -> torch.Tensor:
             return torch.from_numpy(array).to(self.device, dtype=dtype, non_blocking=True)
 
-        plan = _Plan(ids=send(ids), ids_host=ids, weight=send(clean[ids], torch.float32))
-        if stage == "PA" and cfg.modules.pam:
+        plan = _Plan(ids=send(ids), ids_host=ids, weight=send(clean[ids], torch.float32),
+                     norm=send(norm, torch.float32))
+        if pam:
             rng = np.random.default_rng([t.seed, self.epoch, 1, self.world.rank])
             partner, lam, trained = pair_plan(
                 self.labels[ids], clean[ids], NUM_CLASSES, cfg.pam.alpha, cfg.pam.beta, rng
@@ -390,10 +420,10 @@ class Trainer:
             weight = plan.weight[step]
             with self._autocast():
                 logits = model(x)
-            # Mean over experts of the CE, averaged over the samples that count (no host sync).
+            # Mean over experts of the CE, averaged over the global batch's samples that count.
             ce = F.cross_entropy(logits.float().flatten(0, 1), y.repeat(k), reduction="none").view(k, -1).mean(0)
             weighted, count = (ce * weight).sum(), weight.sum()
-            loss = weighted / count.clamp(min=1)
+            loss = weighted / plan.norm[step]
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is None:
                 loss.backward()

@@ -128,8 +128,13 @@ def pair_plan(
     mixed = ~clean & has_clean[:, None]
     partner[mixed] = drawn_col  # boolean indexing is row-major, like the sorted draws
     lam[mixed] = rng.beta(alpha, beta, size=cell.size)
-    trained = clean | has_clean[:, None]
-    return partner, lam, trained
+    return partner, lam, trained_mask(clean)
+
+
+def trained_mask(clean: np.ndarray) -> np.ndarray:
+    """[..., B] -> which samples of each PA minibatch get a loss: all of them, except the noisy
+    samples of a minibatch with no clean sample to pair them with."""
+    return clean | clean.any(axis=-1, keepdims=True)
 
 
 def mixup(x: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ expert. The clean set decided at the end of epoch t is the one the loss of epoch
 
 Samples not seen in an epoch (the remainder dropped by fixed-size batches) keep their thresholds
 and their clean flag. Under torch.distributed every rank records the samples of its own shard
-into zero buffers and one all_reduce(SUM) combines them, so all ranks hold identical state.
+into zero buffers and one all_reduce(SUM) combines them, so all ranks hold identical state; the
+sums are divided by the ``seen`` count, so a sample recorded on several ranks keeps its mean.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class SampleSelector:
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self._epoch, op=dist.ReduceOp.SUM)
         k = self.experts
-        seen = self._epoch[:, 2 * k] > 0
-        confidence, given = self._epoch[:, :k], self._epoch[:, k : 2 * k]
+        times = self._epoch[:, 2 * k : 2 * k + 1]
+        seen = times[:, 0] > 0
+        confidence, given = (self._epoch[:, : 2 * k] / times.clamp(min=1)).split(k, dim=1)
         stepped = self.momentum * self.thresholds + (1.0 - self.momentum) * confidence
         self.thresholds = torch.where(seen[:, None], stepped, self.thresholds)
         selected = (given > self.thresholds).all(dim=1)
