@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce, parse_sets
+from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce, parse_sets, selection_note
 from sspa_ray.errors import UserError
 from sspa_ray.tracking import LOGGERS, check_loggers
 
@@ -125,6 +125,9 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         if overrides.get(key) and overrides[key] != SYNTHETIC_PRETRAINED:
             overrides[key] = str(Path(overrides[key]).expanduser().resolve())
     target = coerce("data.target", overrides.pop("data.target", target) or "synthetic")
+    note = selection_note(target, overrides)
+    if note:
+        click.echo(note)
     resources = Resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                           workers_per_trial=workers_per_trial, max_concurrent=max_concurrent,
                           max_failures=max_failures)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets
+from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets, selection_note
 from sspa_ray.errors import ConfigError, RunDirError
 from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.tracking import LOGGERS, RunTrackers, check_loggers
@@ -71,6 +71,9 @@ def train(target, aux, data_root, sets, out, resume, overwrite, loggers):
         if aux is not None:
             overrides["data.aux"] = aux
         cfg = make_config(target, overrides)
+        note = selection_note(target, overrides)
+        if note:
+            click.echo(note)
         run_dir = out
         prepare_new_run_dir(run_dir, marker=CONFIG_FILE, overwrite=overwrite)
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.to_flat(), indent=1) + "\n")

@@ -79,7 +79,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = _f(80, lo=1, hi=10000, help="total epochs T_max")
-    selection_epochs: int = _f(40, lo=0, hi=10000, help="epochs of the SS stage T_S")
+    selection_epochs: int = _f(40, lo=0, hi=10000, help="epochs of the SS stage T_S; unless set, at most train.epochs // 2")
     batch_size: int = _f(128, lo=2, hi=65536, help="minibatch size")
     lr: float = _f(0.01, lo=0.0, lo_open=True, hi=10.0, help="initial SGD learning rate")
     momentum: float = _f(0.9, lo=0.0, hi=1.0, hi_open=True, help="SGD momentum")
@@ -92,6 +92,8 @@ class TrainConfig:
     data_on_device: bool = _f(True, help="keep the uint8 dataset on the training device when it fits")
     eval_batch_size: int = _f(256, lo=1, hi=65536, help="batch size of evaluation")
     num_threads: int = _f(0, lo=0, hi=1024, help="torch CPU threads; 0 = torch's default")
+    gpu_share: float = _f(1.0, lo=0.0, lo_open=True, hi=1.0,
+                          help="share of the GPU's memory this run plans for (set from --gpus-per-trial)")
 
 
 @dataclass
@@ -173,9 +175,11 @@ FIELDS: dict[str, dataclasses.Field] = {
     f"{section}.{name}": fld for section, cls in SECTIONS.items() for name, fld in _fields_of(cls).items()
 }
 KEYS: tuple[str, ...] = tuple(FIELDS)
+SELECTION_EPOCHS = "train.selection_epochs"
 # Keys that change what a run computes; the others (device, threads, ...) only change how fast.
 EXECUTION_KEYS = frozenset(
-    {"train.device", "train.num_threads", "train.eval_batch_size", "train.data_on_device", "data.root"}
+    {"train.device", "train.num_threads", "train.eval_batch_size", "train.data_on_device", "train.gpu_share",
+     "data.root"}
 )
 
 
@@ -304,7 +308,9 @@ def from_flat(flat: Mapping[str, Any]) -> Config:
 def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config:
     """Build a validated config: defaults, then the target's defaults, then each layer in order.
 
-    The target is taken from the last layer that sets ``data.target`` if `target` is None.
+    The target is taken from the last layer that sets ``data.target`` if `target` is None. When
+    no layer sets ``train.selection_epochs``, it is at most half of ``train.epochs`` (the paper's
+    40 of 80), so that a shorter run (``--set train.epochs=4``) needs no second key.
     """
     for layer in layers:
         if "data.target" in layer and layer["data.target"] is not None:
@@ -317,7 +323,21 @@ def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config
     for layer in layers:
         for key, value in layer.items():
             cfg.set(key, value)
+    if not any(SELECTION_EPOCHS in layer for layer in layers):
+        cfg.set(SELECTION_EPOCHS, min(cfg.train.selection_epochs, cfg.train.epochs // 2))
     return cfg.validate()
+
+
+def selection_note(target: str | None, sets: Mapping[str, Any]) -> str | None:
+    """The one line that says `sets` shortened the SS stage (see make_config), or None."""
+    if SELECTION_EPOCHS in sets or "train.epochs" not in sets:
+        return None
+    default = make_config(target, {k: v for k, v in sets.items() if k == "data.target"}).train.selection_epochs
+    used = make_config(target, sets).train.selection_epochs
+    if used == default:
+        return None
+    return (f"train.epochs={sets['train.epochs']}: train.selection_epochs defaults to half of it, {used} "
+            f"(not {default}); set train.selection_epochs to choose")
 
 
 def describe_keys(target: str = "synthetic") -> str:

@@ -55,3 +55,14 @@ def test_cross_key_rules():
 def test_flat_round_trip():
     cfg = config.make_config("caers", {"pam.beta": 3, "train.seed": 7})
     assert config.from_flat(cfg.to_flat()) == cfg
+
+
+def test_a_shorter_run_shortens_the_default_selection_stage_and_says_so():
+    assert config.make_config("rafdb", {"train.epochs": 20}).train.selection_epochs == 10
+    assert config.make_config("rafdb", {"train.epochs": 200}).train.selection_epochs == 40  # the paper's T_S
+    assert config.make_config("synthetic", {"train.epochs": 1}).train.selection_epochs == 0
+    # A value that any layer sets is kept as given (and checked).
+    assert config.make_config("rafdb", {"train.selection_epochs": 15}, {"train.epochs": 20}).train.selection_epochs == 15
+    assert config.selection_note("rafdb", {"train.epochs": 20}).startswith("train.epochs=20: train.selection_epochs")
+    assert config.selection_note("rafdb", {"train.epochs": 100}) is None
+    assert config.selection_note("rafdb", {"train.epochs": 20, "train.selection_epochs": 5}) is None

@@ -192,12 +192,16 @@ class ExperimentPlan:
         return feeds_text(self.ablation_trial(tune_config).feeds) if self.suite is not None else ""
 
     def trial_config(self, tune_config: Mapping[str, Any]) -> tuple[Config, int]:
-        """The config one trial runs and its ablation row; torch threads follow the trial's CPUs."""
+        """The config one trial runs and its ablation row; torch threads and the GPU memory share
+        follow the trial's resources."""
         layers, row = self.trial_layers(tune_config)
         cfg = make_config(self.target, *layers)
+        res = self.resources
         if "train.num_threads" not in self.sets:
-            res = self.resources
             cfg.set("train.num_threads", max(1, int(res.cpus_per_trial / max(1, res.workers_per_trial))))
+        if "train.gpu_share" not in self.sets and res.gpus_per_trial:
+            # Trials packed on one GPU each budget their own share of its memory.
+            cfg.set("train.gpu_share", min(1.0, res.gpus_per_trial / max(1, res.workers_per_trial)))
         return cfg, row
 
     @functools.cached_property
