@@ -86,7 +86,7 @@ class TrainConfig:
     weight_decay: float = _f(0.005, lo=0.0, hi=1.0, help="SGD weight decay")
     seed: int = _f(0, lo=0, hi=2**31 - 1, help="seed of every random choice of a run")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"), help="training device")
-    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision on CUDA")
+    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision on CUDA; bf16 recommended (fp16's scaler syncs the host every step)")
     channels_last: bool = _f(False, help="channels_last memory format (CUDA and CPU)")
     compile: bool = _f(False, help="torch.compile the model")
     data_on_device: bool = _f(True, help="keep the uint8 dataset on the training device when it fits")

@@ -103,6 +103,14 @@ def test_grid_2x2_gives_four_rows_with_the_config_columns(local_ray, tmp_path, c
     assert "== space: 4/4 trials finished ==" in printed and "pam.alpha" in printed and "moe.experts" in printed
 
 
+def test_trials_packed_on_a_gpu_budget_their_share_of_its_memory(tmp_path):
+    space = _space(tmp_path, f"space:\n  pam.alpha: {{grid: [1]}}\nfixed:\n{TINY_YAML}")
+    packed = _tune_plan(space, tmp_path / "packed", gpus_per_trial=0.25)
+    assert packed.trial_config({"pam.alpha": 1})[0].train.gpu_share == 0.25
+    ddp = _tune_plan(space, tmp_path / "ddp", gpus_per_trial=2, workers_per_trial=2)
+    assert ddp.trial_config({"pam.alpha": 1})[0].train.gpu_share == 1.0
+
+
 def test_optuna_with_asha_stops_poor_trials_early(local_ray, tmp_path):
     space = _space(tmp_path, """
 search: optuna
@@ -171,6 +179,54 @@ def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoi
     reference = fit(cfg, tmp_path / "reference", log=lambda line: None)
     for metric in ("accuracy", "macro_f1", "clean_share"):
         assert row[metric] == reference[metric], (metric, row.to_dict(), reference["history"])
+
+
+@pytest.mark.slow  # four Train worker start-ups, two at a time: minutes on 2 busy cores
+@pytest.mark.timeout(1200)
+def test_tune_with_asha_and_train_workers_ends_every_trial_completed_or_stopped(local_ray, tmp_path):
+    # ASHA stops trials (at the latest at max_t) while their thread still sits in
+    # TorchTrainer.fit(); a reused trial actor then failed reset_config and Tune marked the next
+    # trial ERROR without retrying it. The real `sspa-ray tune` command, 4 trials of 1 worker.
+    space = _space(tmp_path, "search: random\nnum_samples: 4\nmetric: accuracy\nscheduler: asha\n"
+                             "grace_period: 1\nreduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.001, 0.3]}\n"
+                             f"fixed:\n{TINY_YAML}")
+    result = CliRunner().invoke(cli, ["tune", str(space), "--target", "synthetic", "--out", str(tmp_path / "exp"),
+                                      "--workers-per-trial", "1", "--max-failures", "0"])
+    stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
+    assert result.exit_code == 0, (result.output, stored[["status", "error"]].to_dict("records"))
+    assert len(stored) == 4 and set(stored["status"]) <= {"completed", "stopped"}, stored[["status", "error"]]
+    assert (stored["epochs_done"] >= 1).all()
+    # Trials ended by the scheduler still publish their outputs: completed ones have per-class recall.
+    completed = stored[stored["status"] == "completed"]
+    assert len(completed) >= 1 and completed["recall.happiness"].notna().all(), stored.to_dict("records")
+
+
+def test_a_dead_actors_placement_group_is_released_and_tunes_own_are_kept(local_ray):
+    # What a Train controller leaves behind when its trial's actor is ended mid-fit (Ray 2.60 keeps
+    # the group until the job ends), next to a group the driver holds, as Tune's trial groups are.
+    from ray.util.placement_group import placement_group, placement_group_table
+
+    from sspa_ray.orchestration.tuner import ReleaseOrphanedPlacementGroups
+
+    @ray.remote(num_cpus=0)
+    class Controller:
+        def reserve(self):
+            group = placement_group([{"CPU": 1}])
+            ray.get(group.ready())
+            return group.id.hex()
+
+    driver_group = placement_group([{"CPU": 0.5}])
+    ray.get(driver_group.ready())
+    controller = Controller.remote()
+    orphan = ray.get(controller.reserve.remote())
+    ray.kill(controller)
+    deadline = time.monotonic() + 60
+    while placement_group_table()[orphan]["state"] == "CREATED" and time.monotonic() < deadline:
+        ReleaseOrphanedPlacementGroups(interval_s=0).on_step_end(0, [])
+        time.sleep(0.5)
+    assert placement_group_table()[orphan]["state"] == "REMOVED"
+    assert placement_group_table()[driver_group.id.hex()]["state"] == "CREATED"
+    ray.util.remove_placement_group(driver_group)
 
 
 def test_24_trials_on_2_cpus_with_a_crashing_and_a_diverging_trial(local_ray, tmp_path, monkeypatch):
@@ -346,11 +402,15 @@ def test_exposed_dashboard_warns_about_shadowray():
 # ---- two nodes (runs last: it replaces the shared session) ---------------------------------------
 
 def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ray, tmp_path):
-    # The embedded default job, shrunk: the real `ablate` command, the real `modules` preset.
-    sets = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    # The embedded default job, shrunk: the real `ablate` command, the real `modules` preset. A new
+    # user's short run sets train.epochs alone; the SS stage shrinks with it, and says so.
+    sets = ["--set", "data.synthetic_scale=0.1", "--set", "train.epochs=2"]
     result = CliRunner().invoke(cli, ["ablate", "--target", "synthetic", "--out", str(tmp_path / "exp"), *sets])
     assert result.exit_code == 0, result.output
+    assert "train.selection_epochs defaults to half of it, 1 (not 6)" in result.output
     stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
+    assert (stored["train.selection_epochs"] == 1).all() and (stored["epochs_done"] == 2).all()
+    assert (stored["data.crop_padding"] == 32 // 8).all()  # the padding used, not -1
     modules = ["modules.ssm", "modules.fix_target", "modules.moe", "modules.pam"]
     assert {*modules, "accuracy", "macro_precision", "macro_recall", "macro_f1"} <= set(stored.columns)
     patterns = {tuple(row) for row in stored[modules].itertuples(index=False)}

@@ -10,7 +10,8 @@ evaluated after every epoch, and a checkpoint is written after every epoch.
 Hot path: each epoch's data order, PAM pairing and loss weights are planned on the host from
 CPU copies (the clean mask changes only between epochs) and sent to the device once per epoch;
 a step is then gather -> augment -> (mixup) -> forward/backward with fixed shapes, and the only
-host syncs are once per epoch (loss, SSM selection, evaluation).
+host syncs are once per epoch (loss, SSM selection, evaluation). fp16 is the exception:
+GradScaler.step reads its inf/NaN flag on the host every step, which bf16 avoids.
 
 Determinism: the data order, pairing and augmentation of epoch e are drawn from generators
 seeded with (train.seed, e[, rank]), so a run's position in the data is just its epoch count, and

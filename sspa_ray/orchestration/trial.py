@@ -40,6 +40,12 @@ DIVERGED = "diverged"
 # one that was cut off mid-upload.
 CHECKPOINTS_KEPT = 2
 _METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+# What a trial that drives a TorchTrainer asks for itself; its workers get the rest of
+# --cpus-per-trial, so that N trials of C CPUs fit on N * C CPUs.
+DRIVER_CPU = 0.01
+# Seconds a TorchTrainer waits for its workers to start (Ray's default, 60 s, is shorter than a
+# worker's start-up on a loaded machine, and on time-out Train kills them and starts over).
+WORKER_START_TIMEOUT_S = "1800"
 
 
 def run_trial(tune_config: dict[str, Any], plan: ExperimentPlan) -> None:
@@ -94,13 +100,16 @@ def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial: T
     res = plan.resources
     workers = res.workers_per_trial
     gpus = res.gpus_per_trial / workers
+    # Ray counts resources in units of 1e-4; round down so that driver + workers <= --cpus-per-trial.
+    cpus = max(math.floor((res.cpus_per_trial - DRIVER_CPU) / workers * 1e4) / 1e4, DRIVER_CPU)
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S)
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"config": flat, "env": plan.env, "outputs_uri": outputs_uri, "trial": trial},
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers,
             use_gpu=gpus > 0,
-            resources_per_worker={"CPU": res.cpus_per_trial / workers, **({"GPU": gpus} if gpus else {})},
+            resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})},
         ),
         # A stable name under the experiment: a retried or resumed trial finds its Train run's
         # checkpoints there. Retries are Tune's job (FailureConfig of the Tuner), not Train's.
@@ -133,6 +142,9 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
         if checkpoint_dir is None:
             ray.train.report(dict(metrics))
             return
+        # Published before each report: a trial the scheduler stops at this report is ended with
+        # its Train workers, possibly before the `finally` below runs.
+        _publish(run_dir, loop_config["outputs_uri"])
         with _staged(checkpoint_dir) as staged:
             ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(staged),
                              checkpoint_dir_name=checkpoint_dir.name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any, Callable
 
 import pandas as pd
@@ -35,12 +36,10 @@ from sspa_ray.orchestration.monitoring import install_grafana_dashboard, logger_
 from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
 from sspa_ray.orchestration.progress import ProgressTable
 from sspa_ray.orchestration.results import write_results
-from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, run_trial
+from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, DRIVER_CPU, run_trial
 from sspa_ray.specs.search_space import Distribution
 
 assert REPEAT_INDEX == TRIAL_INDEX, "plan.py names Ray's Repeater index without importing Ray"
-# What a trial that drives a TorchTrainer asks for itself.
-DRIVER_CPU = 0.01
 # Seconds between snapshots of the experiment state; a killed driver loses at most this much.
 STATE_SNAPSHOT_S = "5"
 
@@ -89,10 +88,46 @@ def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15
             storage_path=plan.storage,
             failure_config=tune.FailureConfig(max_failures=plan.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            callbacks=[ProgressTable(plan, interval_s=progress_interval_s), *logger_callbacks(plan)],
+            callbacks=[ProgressTable(plan, interval_s=progress_interval_s), *logger_callbacks(plan),
+                       *([ReleaseOrphanedPlacementGroups()] if plan.resources.workers_per_trial else [])],
             verbose=0,  # the ProgressTable replaces Tune's own status output
         ),
     )
+
+
+class ReleaseOrphanedPlacementGroups(tune.Callback):
+    """Removes this job's placement groups whose creating actor is dead, every few seconds.
+
+    Tune ends a trial that ASHA stops by terminating its actor while ``TorchTrainer.fit()`` runs;
+    the Train controller it owns dies with it. In Ray 2.60 the placement group that controller
+    made for its workers outlives it until the driver's job ends: only the controller's own
+    shutdown, or Train's PlacementGroupCleaner, removes it, and the cleaner depends on the State
+    API (a full dashboard, and a single Ray instance on the machine). Left alone, the group holds
+    CPUs/GPUs that the next trials wait for, forever. A placement group whose creator is dead has
+    no user left, so removing it is safe; only this job's are touched.
+    """
+
+    def __init__(self, interval_s: float = 2.0):
+        self.interval_s = interval_s
+        self._last = 0.0
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            return
+        self._last = now
+        from ray._private.state import state
+        from ray.core.generated import gcs_pb2
+        from ray.util.placement_group import PlacementGroup
+
+        job = ray.get_runtime_context().get_job_id()
+        driver = ray.ActorID.nil().binary()  # the creator of Tune's own trial groups: always "dead"
+        for blob in state._connect_and_get_accessor().get_placement_group_table():
+            group = gcs_pb2.PlacementGroupTableData.FromString(blob)
+            orphaned = (group.creator_actor_dead and group.creator_actor_id != driver and not group.is_detached
+                        and group.creator_job_id.hex() == job)
+            if orphaned and group.state != gcs_pb2.PlacementGroupTableData.REMOVED:
+                ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(group.placement_group_id)))
 
 
 def trial_resources(plan: ExperimentPlan) -> dict[str, float]:
@@ -190,9 +225,17 @@ def _domain(dist: Distribution):
 
 
 def tune_config(plan: ExperimentPlan, reuse_actors: bool = True) -> tune.TuneConfig:
-    """Search, scheduler and concurrency. Trial processes are reused unless the dashboard should
-    show one actor per trial: a new one costs seconds of start-up and imports, a trial of a small
-    configuration not much more."""
+    """Search, scheduler and concurrency.
+
+    Single-device trial processes are reused unless the dashboard should show one actor per
+    trial: a new one costs seconds of start-up and imports, a trial of a small configuration not
+    much more. Trials that drive a TorchTrainer are never reused: when ASHA stops one, its thread
+    is still inside ``TorchTrainer.fit()``, so Tune's reset of the actor for the next trial times
+    out (2 s) and that trial is marked ERROR without a retry. A fresh actor per trial costs little
+    next to the Train workers' start-up; ending the old actor ends its Train controller, and
+    ReleaseOrphanedPlacementGroups frees its workers' resources.
+    """
+    reuse = reuse_actors and not plan.resources.workers_per_trial
     limit = plan.resources.max_concurrent
     if not limit and plan.resources.workers_per_trial:
         # Trial drivers hold almost nothing, so Tune alone would start every trial at once and
@@ -201,7 +244,7 @@ def tune_config(plan: ExperimentPlan, reuse_actors: bool = True) -> tune.TuneCon
     names = TrialNames(plan)
     if plan.kind == "ablate":
         return tune.TuneConfig(search_alg=ListSearcher(plan.tune_configs()), num_samples=len(plan.trials),
-                               max_concurrent_trials=limit or None, reuse_actors=reuse_actors,
+                               max_concurrent_trials=limit or None, reuse_actors=reuse,
                                trial_name_creator=names, trial_dirname_creator=names)
     space = plan.space
     seed = plan.base_config().train.seed
@@ -225,7 +268,7 @@ def tune_config(plan: ExperimentPlan, reuse_actors: bool = True) -> tune.TuneCon
             grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
         )
     return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=searcher, scheduler=scheduler,
-                           num_samples=num_samples, reuse_actors=reuse_actors,
+                           num_samples=num_samples, reuse_actors=reuse,
                            trial_name_creator=names, trial_dirname_creator=names)
 
 
