@@ -216,7 +216,7 @@ def test_a_dead_actors_placement_group_is_released_and_tunes_own_are_kept(local_
             return group.id.hex()
 
     driver_group = placement_group([{"CPU": 0.5}])
-    ray.get(driver_group.ready())
+    ray.get(driver_group.ready(), timeout=120)
     controller = Controller.remote()
     orphan = ray.get(controller.reserve.remote())
     ray.kill(controller)
@@ -227,6 +227,11 @@ def test_a_dead_actors_placement_group_is_released_and_tunes_own_are_kept(local_
     assert placement_group_table()[orphan]["state"] == "REMOVED"
     assert placement_group_table()[driver_group.id.hex()]["state"] == "CREATED"
     ray.util.remove_placement_group(driver_group)
+    # The TorchTrainer sweeps before this test left nothing behind: all the CPUs are free again.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 def test_24_trials_on_2_cpus_with_a_crashing_and_a_diverging_trial(local_ray, tmp_path, monkeypatch):

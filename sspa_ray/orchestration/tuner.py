@@ -96,7 +96,8 @@ def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15
 
 
 class ReleaseOrphanedPlacementGroups(tune.Callback):
-    """Removes this job's placement groups whose creating actor is dead, every few seconds.
+    """Removes this job's placement groups whose creating actor is dead, every few seconds, and at
+    the experiment's end every group an actor of this job made.
 
     Tune ends a trial that ASHA stops by terminating its actor while ``TorchTrainer.fit()`` runs;
     the Train controller it owns dies with it. In Ray 2.60 the placement group that controller
@@ -116,6 +117,15 @@ class ReleaseOrphanedPlacementGroups(tune.Callback):
         if now - self._last < self.interval_s:
             return
         self._last = now
+        self.release(dead_creators_only=True)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        # The last trials' controllers may still be dying; no trial runs any more, so every group
+        # an actor of this job made is a Train run's leftover.
+        self.release(dead_creators_only=False)
+
+    @staticmethod
+    def release(*, dead_creators_only: bool) -> None:
         from ray._private.state import state
         from ray.core.generated import gcs_pb2
         from ray.util.placement_group import PlacementGroup
@@ -124,8 +134,8 @@ class ReleaseOrphanedPlacementGroups(tune.Callback):
         driver = ray.ActorID.nil().binary()  # the creator of Tune's own trial groups: always "dead"
         for blob in state._connect_and_get_accessor().get_placement_group_table():
             group = gcs_pb2.PlacementGroupTableData.FromString(blob)
-            orphaned = (group.creator_actor_dead and group.creator_actor_id != driver and not group.is_detached
-                        and group.creator_job_id.hex() == job)
+            orphaned = ((group.creator_actor_dead or not dead_creators_only) and group.creator_actor_id != driver
+                        and not group.is_detached and group.creator_job_id.hex() == job)
             if orphaned and group.state != gcs_pb2.PlacementGroupTableData.REMOVED:
                 ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(group.placement_group_id)))
 
