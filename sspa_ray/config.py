@@ -328,6 +328,17 @@ def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config
     return cfg.validate()
 
 
+def crop_padding(cfg: Config) -> int:
+    """Pixels of padding of the random crop: ``data.crop_padding``, or image_size // 8 for -1."""
+    pad = cfg.data.crop_padding
+    return cfg.data.image_size // 8 if pad < 0 else pad
+
+
+def stored_flat(cfg: Config) -> dict[str, Any]:
+    """The config as results.parquet stores it: the derived crop padding as the pixels used."""
+    return {**cfg.to_flat(), "data.crop_padding": crop_padding(cfg)}
+
+
 def selection_note(target: str | None, sets: Mapping[str, Any]) -> str | None:
     """The one line that says `sets` shortened the SS stage (see make_config), or None."""
     if SELECTION_EPOCHS in sets or "train.epochs" not in sets:

@@ -23,12 +23,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def crop_padding(cfg) -> int:
-    """Pixels of padding of the random crop: ``data.crop_padding``, or image_size // 8 for -1."""
-    pad = cfg.data.crop_padding
-    return cfg.data.image_size // 8 if pad < 0 else pad
-
-
 @functools.lru_cache(maxsize=8)
 def _scale_shift(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # (x / 255 - mean) / std == x * scale + shift; built once per device (no per-batch copy).

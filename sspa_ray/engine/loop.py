@@ -37,8 +37,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from sspa_ray.config import EXECUTION_KEYS
-from sspa_ray.data.augment import augment, crop_padding, normalize
+from sspa_ray.config import EXECUTION_KEYS, crop_padding
+from sspa_ray.data.augment import augment, normalize
 from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import atomic_write_text, latest_checkpoint, prune_checkpoints, save_checkpoint
 from sspa_ray.engine.metrics import classification_metrics, selection_metrics
