@@ -334,11 +334,6 @@ def crop_padding(cfg: Config) -> int:
     return cfg.data.image_size // 8 if pad < 0 else pad
 
 
-def stored_flat(cfg: Config) -> dict[str, Any]:
-    """The config as results.parquet stores it: the derived crop padding as the pixels used."""
-    return {**cfg.to_flat(), "data.crop_padding": crop_padding(cfg)}
-
-
 def selection_note(target: str | None, sets: Mapping[str, Any]) -> str | None:
     """The one line that says `sets` shortened the SS stage (see make_config), or None."""
     if SELECTION_EPOCHS in sets or "train.epochs" not in sets:

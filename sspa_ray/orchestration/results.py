@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from sspa_ray.config import KEYS, stored_flat
+from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import RESULTS_FILE, ExperimentPlan, storage_filesystem
 from sspa_ray.report import render_experiment
@@ -58,7 +58,7 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
     last = dict(trial.last_result or {})
     status = trial_status(trial.status, last, cfg.train.epochs)
     epochs = _epoch_history(history)
-    record: dict[str, Any] = {**stored_flat(cfg), "trial_id": trial.trial_id, "status": status, "row": row,
+    record: dict[str, Any] = {**cfg.to_flat(), "trial_id": trial.trial_id, "status": status, "row": row,
                               "feeds": plan.trial_feeds(trial.config)}
     record["epochs_done"] = int(epochs["epoch"].max()) if len(epochs) else 0
     final = epochs.iloc[-1].to_dict() if len(epochs) else {}

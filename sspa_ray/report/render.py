@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from sspa_ray.config import make_config, stored_flat
+from sspa_ray.config import make_config
 from sspa_ray.errors import RunDirError
 from sspa_ray.report.aggregate import METRICS, aggregate, read_results
 from sspa_ray.report.claims import write_claims
@@ -37,7 +37,7 @@ def _read_experiment(exp_dir: Path) -> dict[str, Any]:
 def _expected(spec: AblationSpec, target: str, experiment: dict[str, Any]) -> list[tuple[int, dict]]:
     """(row, config) of every trial the experiment runs, so that missing ones show as pending."""
     trials = spec.trials(target, experiment.get("overrides") or {}, experiment.get("seeds"))
-    return [(t.row, stored_flat(make_config(target, t.overrides))) for t in trials]
+    return [(t.row, make_config(target, t.overrides).to_flat()) for t in trials]
 
 
 def _first(results: pd.DataFrame, column: str) -> Any:
