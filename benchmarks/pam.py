@@ -15,7 +15,8 @@ import time
 import numpy as np
 from scipy.optimize import minimize
 
-from sspa_ray.engine.pam import balance_counts, balance_counts_slsqp
+from sspa_ray.engine.pam import balance_counts
+from sspa_ray.engine.pam_reference import balance_counts_slsqp
 
 
 def random_batches(rng, count, batch, num_classes, clean_share=0.7):

@@ -12,19 +12,17 @@ r < (#classes at L) units going one each to classes at level L. ``balance_counts
 level in closed form from the sorted histogram, vectorised over classes. Ties (several classes at
 level L) go to the classes with fewer clean samples in the batch, then to the lower class index.
 
-``balance_counts_slsqp`` is the paper's solver (scipy SLSQP on the relaxation) with a rounding
-that keeps the sum (largest remainder), kept as the reference for tests and benchmarks.
+The paper's own solver (scipy SLSQP on the relaxation) is kept as the reference for tests and
+benchmarks in ``pam_reference.py``, so that training never imports scipy.optimize.
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
-from scipy.optimize import minimize
 
 
-def _check(h, n_noisy) -> tuple[np.ndarray, int]:
+def check_histogram(h, n_noisy) -> tuple[np.ndarray, int]:
     h = np.asarray(h)
     if h.ndim != 1 or h.dtype.kind not in "iu" or (h.size and h.min() < 0):
         raise ValueError(f"h must be a 1-d sequence of non-negative integers, got {h!r}")
@@ -38,7 +36,7 @@ def _check(h, n_noisy) -> tuple[np.ndarray, int]:
 
 def balance_counts(h, n_noisy: int) -> np.ndarray:
     """Integer counts s (length C) minimising Var(h + s), sum(s) = n_noisy, s_i = 0 where h_i = 0."""
-    h, n = _check(h, n_noisy)
+    h, n = check_histogram(h, n_noisy)
     # Non-empty classes in ascending order of h (stable: lower index first on ties).
     classes = np.flatnonzero(h)
     classes = classes[h[classes].argsort(kind="stable")]
@@ -55,31 +53,6 @@ def balance_counts(h, n_noisy: int) -> np.ndarray:
     s[classes[:m]] = level - hs[:m]
     s[classes[:remainder]] += 1
     return s
-
-
-def balance_counts_slsqp(h, n_noisy: int) -> np.ndarray:
-    """The paper's solver: SLSQP on the continuous relaxation, then largest-remainder rounding."""
-    h, n = _check(h, n_noisy)
-    allowed = h > 0
-    if n == 0:
-        return np.zeros_like(h)
-    hf = h.astype(np.float64)
-    # As in the paper: SLSQP with numerical gradients, bounds 0 <= s_i <= n (0 for empty classes).
-    result = minimize(
-        lambda s: np.var(hf + s),
-        np.where(allowed, n / allowed.sum(), 0.0),
-        method="SLSQP",
-        bounds=[(0.0, float(n) if a else 0.0) for a in allowed],
-        constraints=[{"type": "eq", "fun": lambda s: s.sum() - n}],
-    )
-    x = np.clip(result.x, 0.0, None) * allowed
-    x *= n / x.sum()
-    # Largest remainder: floor everything, then hand the missing units to the largest fractions.
-    base = np.floor(x).astype(np.int64)
-    missing = n - int(base.sum())
-    fraction = np.where(allowed, x - base, -1.0)
-    base[np.argsort(-fraction, kind="stable")[:missing]] += 1
-    return base
 
 
 def pair_plan(
