@@ -20,8 +20,11 @@ from ray.tune import Callback
 from ray.util.metrics import Gauge
 
 from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.outputs import FINISHED, Stage, Status
 from sspa_ray.orchestration.results import trial_status
 
+# Shown live only: a pending trial that Tune is running (results.parquet has no such status).
+RUNNING = "running"
 GAUGE_PREFIX = "sspa_trial_"
 GAUGE_TAGS = ("experiment", "trial")
 GAUGES = {
@@ -31,8 +34,7 @@ GAUGES = {
     "accuracy": "test accuracy after the last epoch",
     "img_per_s": "training throughput, images per second",
 }
-_STAGES = {"SS": 0, "PA": 1}
-_FINISHED = ("completed", "stopped", "diverged", "errored")
+_STAGES = {Stage.SS: 0, Stage.PA: 1}
 
 
 @functools.cache
@@ -85,7 +87,7 @@ class ProgressTable(Callback):
             if now - self._last_print >= self.refresh_s:
                 self._show(trials, redraw=True)
             return
-        finished = sum(self._status(t) in _FINISHED for t in trials)
+        finished = sum(self._status(t) in FINISHED for t in trials)
         if finished != self._finished or now - self._last_print >= self.interval_s:
             self._finished = finished
             self._show(trials, redraw=False)
@@ -102,10 +104,10 @@ class ProgressTable(Callback):
         return self._epochs[trial.trial_id]
 
     def _status(self, trial) -> str:
-        status = trial_status(trial.status, trial.last_result or {}, self._planned_epochs(trial))
-        if status == "pending" and trial.status == "RUNNING":
-            status = "running"
-        if trial.num_failures and status in ("running", "pending"):
+        status: str = trial_status(trial.status, trial.last_result or {}, self._planned_epochs(trial))
+        if status == Status.PENDING and trial.status == "RUNNING":
+            status = RUNNING
+        if trial.num_failures and status in (RUNNING, Status.PENDING):
             status += f" (retry {trial.num_failures})"
         return status
 
@@ -141,7 +143,7 @@ class ProgressTable(Callback):
                 statuses[-1],
             ])
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        done = sum(s in _FINISHED for s in statuses)
+        done = sum(s in FINISHED for s in statuses)
         total = max(len(trials), self.plan.total_trials())
         lines = [f"== {self.plan.name}: {done}/{total} trials finished =="]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

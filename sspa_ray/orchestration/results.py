@@ -26,30 +26,27 @@ import pandas as pd
 
 from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
-from sspa_ray.orchestration.plan import RESULTS_FILE, ExperimentPlan, storage_filesystem
+from sspa_ray.orchestration.plan import ExperimentPlan, storage_filesystem
+from sspa_ray.outputs import BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RESULTS_FILE, Status
 from sspa_ray.report import render_experiment
 
-METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 EXTRA = ("clean_share", "selection_precision", "selection_recall", "aux_base_rate")
 # Per-epoch series of SSM's selection, one list per trial, for the selection plot.
 SERIES = ("clean_share", "selection_precision", "selection_recall")
-DIVERGED = "diverged"
-# The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
-BEST_BY = "accuracy"
 COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
            *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", "feeds", *(f"recall.{c}" for c in CLASSES),
            *(f"kept.{c}" for c in CLASSES), *(f"history.{s}" for s in SERIES), "trial_dir")
 
 
-def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> str:
+def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> Status:
     """A trial's status in results.parquet from Tune's status and its last report."""
     if tune_status == "ERROR":
-        return "errored"
-    if last_result.get(DIVERGED):
-        return "diverged"
+        return Status.ERRORED
+    if last_result.get(DIVERGED_KEY):
+        return Status.DIVERGED
     if tune_status != "TERMINATED":
-        return "pending"
-    return "completed" if (last_result.get("epoch") or 0) >= planned_epochs else "stopped"
+        return Status.PENDING
+    return Status.COMPLETED if (last_result.get("epoch") or 0) >= planned_epochs else Status.STOPPED
 
 
 def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict[str, Any]:
@@ -58,20 +55,20 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
     last = dict(trial.last_result or {})
     status = trial_status(trial.status, last, cfg.train.epochs)
     epochs = _epoch_history(history)
-    record: dict[str, Any] = {**cfg.to_flat(), "trial_id": trial.trial_id, "status": status, "row": row,
+    record: dict[str, Any] = {**cfg.to_flat(), "trial_id": trial.trial_id, "status": status.value, "row": row,
                               "feeds": plan.trial_feeds(trial.config)}
     record["epochs_done"] = int(epochs["epoch"].max()) if len(epochs) else 0
     final = epochs.iloc[-1].to_dict() if len(epochs) else {}
-    if status == "diverged":
+    if status == Status.DIVERGED:
         final = {}
         record["error"] = f"diverged in epoch {last.get('epoch')}: loss {last.get('loss')}"
-    elif status == "errored":
+    elif status == Status.ERRORED:
         record["error"] = _error_text(trial)
     else:
         record["error"] = ""
     for name in (*METRICS, *EXTRA):
         record[name] = _number(final.get(name))
-    record.update(_per_class(plan, trial) if status == "completed" else {})
+    record.update(_per_class(plan, trial) if status == Status.COMPLETED else {})
     record["trial_dir"] = Path(trial.path).name
     for name in SERIES:
         column = epochs[name] if name in epochs else pd.Series(dtype=float)
@@ -111,8 +108,8 @@ def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
     if history is None or not len(history) or "epoch" not in history:
         return pd.DataFrame(columns=["epoch", *METRICS, *EXTRA])
     epochs = history[history["epoch"].notna()]
-    if DIVERGED in epochs:
-        epochs = epochs[epochs[DIVERGED].isna() | (epochs[DIVERGED] == 0)]
+    if DIVERGED_KEY in epochs:
+        epochs = epochs[epochs[DIVERGED_KEY].isna() | (epochs[DIVERGED_KEY] == 0)]
     epochs = epochs.drop_duplicates("epoch", keep="last").sort_values("epoch")
     return epochs.reset_index(drop=True)
 
@@ -120,7 +117,7 @@ def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
 def _per_class(plan: ExperimentPlan, trial) -> dict[str, float]:
     """``recall.<class>`` and the aux share SSM kept per class, ``kept.<class>``, of the final epoch,
     from the metrics.json the trial published."""
-    filesystem, root = storage_filesystem(f"{plan.experiment_path}/{Path(trial.path).name}/metrics.json")
+    filesystem, root = storage_filesystem(f"{plan.experiment_path}/{Path(trial.path).name}/{METRICS_FILE}")
     try:
         with filesystem.open_input_stream(root) as stream:
             metrics = json.loads(stream.read())
@@ -143,7 +140,7 @@ def _number(value: Any) -> float:
 
 def _error_text(trial) -> str:
     error = trial.get_error()
-    text = str(error) if error is not None else "errored"
+    text = str(error) if error is not None else Status.ERRORED.value
     lines = [line for line in text.strip().splitlines() if line.strip()]
     # Tune wraps the trial's traceback; its last line names the exception that was raised.
-    return lines[-1][:500] if lines else "errored"
+    return lines[-1][:500] if lines else Status.ERRORED.value

@@ -18,10 +18,9 @@ import pandas as pd
 
 from sspa_ray.config import EXECUTION_KEYS, KEYS, coerce
 from sspa_ray.errors import ConfigError, RunDirError
+from sspa_ray.outputs import METRICS, RESULTS_FILE, Status
 
-METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
-# "stopped": ended early by the ASHA scheduler of a tune run.
-STATUSES = ("completed", "stopped", "errored", "diverged", "pending")
+STATUSES = tuple(s.value for s in Status)
 NOT_A_CONFIGURATION = frozenset({"train.seed"}) | EXECUTION_KEYS
 
 
@@ -62,7 +61,7 @@ class Group:
 
     @property
     def all_completed(self) -> bool:
-        return self.statuses.get("completed", 0) == self.trials > 0
+        return self.statuses.get(Status.COMPLETED, 0) == self.trials > 0
 
     def status_text(self) -> str:
         order = list(STATUSES) + sorted(set(self.statuses) - set(STATUSES))
@@ -70,14 +69,14 @@ class Group:
 
     def empty_text(self) -> str:
         """What a metric cell says when no trial completed: the most common other status."""
-        others = {s: c for s, c in self.statuses.items() if s != "completed" and c}
+        others = {s: c for s, c in self.statuses.items() if s != Status.COMPLETED and c}
         return max(others, key=others.get) if others else "no value"
 
 
 def read_results(exp_dir: Path) -> pd.DataFrame:
-    path = Path(exp_dir) / "results.parquet"
+    path = Path(exp_dir) / RESULTS_FILE
     if not path.is_file():
-        raise RunDirError(f"{exp_dir}: no results.parquet here; give the --out folder of a tune or ablate run")
+        raise RunDirError(f"{exp_dir}: no {RESULTS_FILE} here; give the --out folder of a tune or ablate run")
     return pd.read_parquet(path)
 
 
@@ -118,7 +117,7 @@ def aggregate(
     prefix: str = "",
     expected: Iterable[tuple[int, Mapping[str, Any]]] = (),
     extra_columns: Sequence[str] = (),
-    counted: Sequence[str] = ("completed",),
+    counted: Sequence[str] = (Status.COMPLETED,),
 ) -> list[Group]:
     """One Group per configuration, in the order of `expected`, then in order of appearance.
 
@@ -141,9 +140,9 @@ def aggregate(
         config = {k: normalize(k, record.get(k)) for k in keys}
         ident = identity(row, config, keys)
         group = groups.setdefault(ident, Group(row=row, config=config))
-        status = str(record.get("status") or "pending")
+        status = str(record.get("status") or Status.PENDING)
         group.statuses[status] = group.statuses.get(status, 0) + 1
-        if status in ("errored", "diverged") and record.get("error"):
+        if status in (Status.ERRORED, Status.DIVERGED) and record.get("error"):
             seed = record.get("train.seed")
             first_line = str(record["error"]).strip().splitlines()[0][:200] if str(record["error"]).strip() else ""
             group.errors.append(f"seed {normalize('train.seed', seed)}: {status}: {first_line}")
@@ -165,7 +164,7 @@ def aggregate(
         group = groups[ident]
         missing = count - group.trials
         if missing > 0:
-            group.statuses["pending"] = group.statuses.get("pending", 0) + missing
+            group.statuses[Status.PENDING] = group.statuses.get(Status.PENDING, 0) + missing
     for group in groups.values():
         for metric in metrics:
             group.stats.setdefault(metric, Stat())

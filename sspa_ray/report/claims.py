@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from sspa_ray.outputs import Status
 from sspa_ray.report.aggregate import normalize
 from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, paired_p
 from sspa_ray.specs.ablation import AblationSpec
@@ -103,7 +104,7 @@ def seed_values(results: pd.DataFrame, spec: AblationSpec, target: str, metric: 
     """combination -> row -> seed -> value, from the completed trials."""
     across = list(spec.active_across(target))
     out: dict[tuple, dict[int, Values]] = {}
-    done = results[results["status"] == "completed"] if "status" in results else results.iloc[0:0]
+    done = results[results["status"] == Status.COMPLETED] if "status" in results else results.iloc[0:0]
     for record in done.to_dict("records"):
         value = record.get(prefix + metric)
         if value is None or not math.isfinite(float(value)):

@@ -10,7 +10,8 @@ import pandas as pd
 
 from sspa_ray.config import make_config
 from sspa_ray.errors import RunDirError
-from sspa_ray.report.aggregate import METRICS, aggregate, read_results
+from sspa_ray.outputs import METRICS, PLAN_FILE, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Status
+from sspa_ray.report.aggregate import aggregate, read_results
 from sspa_ray.report.claims import write_claims
 from sspa_ray.report.plots import OVERLAY, RECALL_COLUMNS, overlay_ratio, plot_ablation
 from sspa_ray.report.selection import selection_figures
@@ -22,7 +23,7 @@ FORMATS = {"md": "md", "csv": "csv", "tex": "tex", "latex": "tex", "parquet": "p
 
 
 def _read_experiment(exp_dir: Path) -> dict[str, Any]:
-    path = exp_dir / "experiment.json"
+    path = exp_dir / PLAN_FILE
     if not path.is_file():
         return {}
     try:
@@ -73,23 +74,23 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
     experiment = _read_experiment(exp_dir)
     best = metric == "best"
     prefix = "best." if best else ""
-    spec_path = exp_dir / "spec.yaml"
+    spec_path = exp_dir / SPEC_FILE
     kind = experiment.get("kind") or ("ablate" if spec_path.is_file() else "tune")
     target = experiment.get("target") or _first(results, "data.target") or "synthetic"
 
     plots: dict[str, Path] = {}
     if kind == "ablate":
         if not spec_path.is_file():
-            raise RunDirError(f"{exp_dir}: an ablation without spec.yaml; copy the preset YAML there as spec.yaml")
+            raise RunDirError(f"{exp_dir}: an ablation without {SPEC_FILE}; copy the preset YAML there as {SPEC_FILE}")
         if is_suite(spec_path.read_text(encoding="utf-8")):
             return _render_suite(exp_dir, load_suite(spec_path), results, experiment, target, formats, best)
         spec = load_ablation(spec_path)
         table, plots, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best)
         label = spec.name
     else:
-        sort_metric = experiment.get("metric") or "accuracy"
+        sort_metric = experiment.get("metric") or METRICS[0]
         metrics = METRICS if sort_metric in METRICS else (sort_metric, *METRICS)
-        groups = aggregate(results, metrics, prefix=prefix, counted=("completed", "stopped"))
+        groups = aggregate(results, metrics, prefix=prefix, counted=(Status.COMPLETED, Status.STOPPED))
         title = f"{experiment.get('name') or exp_dir.name}: {target}"
         table = tune_table(groups, title=title, sort_metric=sort_metric,
                            mode=experiment.get("mode") or "max", best=best)
@@ -101,7 +102,7 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
 
 
 def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, label: str) -> dict[str, Path]:
-    stem = "table_best" if best else "table"
+    stem = TABLE_BEST_STEM if best else TABLE_STEM
     written: dict[str, Path] = {}
     for fmt in dict.fromkeys(FORMATS[f] for f in formats):
         path = out_dir / f"{stem}.{fmt}"
@@ -143,7 +144,7 @@ def _render_suite(exp_dir: Path, suite: Suite, results: pd.DataFrame, experiment
     for name, spec in suite.tables.items():
         folder = exp_dir / name
         folder.mkdir(exist_ok=True)
-        (folder / "spec.yaml").write_text(suite.texts[name], encoding="utf-8")
+        (folder / SPEC_FILE).write_text(suite.texts[name], encoding="utf-8")
         rows = table_rows(results, name)
         table, plots, groups = _ablation_outputs(spec, rows, target, experiment, folder, best)
         for fmt, path in _write_all(table, folder, formats, best, f"{spec.name}").items():
@@ -164,7 +165,7 @@ def _render_suite(exp_dir: Path, suite: Suite, results: pd.DataFrame, experiment
 
 def _write_combined(tables: dict[str, Table], exp_dir: Path, formats: Iterable[str], best: bool,
                     summary: str) -> dict[str, Path]:
-    stem = "table_best" if best else "table"
+    stem = TABLE_BEST_STEM if best else TABLE_STEM
     written: dict[str, Path] = {}
     for fmt in dict.fromkeys(FORMATS[f] for f in formats):
         path = exp_dir / f"{stem}.{fmt}"

@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from sspa_ray.labels import CLASSES
+from sspa_ray.outputs import SELECTION_FILE, SELECTION_GALLERY, SELECTION_PLOT, Status
 from sspa_ray.specs.ablation import AblationSpec
 
-SELECTION_PLOT = "selection.png"
-SELECTION_GALLERY = "selection_gallery.png"
 SERIES = {"history.selection_precision": "precision", "history.selection_recall": "recall",
           "history.clean_share": "kept share"}
 
@@ -38,7 +37,7 @@ def _selecting(results: pd.DataFrame) -> pd.DataFrame:
     """Completed trials that ran SSM on aux data."""
     if "history.clean_share" not in results or "status" not in results:
         return results.iloc[0:0]
-    done = results[(results["status"] == "completed") & results["modules.ssm"].astype(bool)]
+    done = results[(results["status"] == Status.COMPLETED) & results["modules.ssm"].astype(bool)]
     return done[[_finite(v) for v in done.get("clean_share", pd.Series(np.nan, index=done.index))]]
 
 
@@ -98,7 +97,7 @@ def draw_gallery(results: pd.DataFrame, exp_dir: Path, experiment: dict[str, Any
     if not len(trials) or "trial_dir" not in trials or not storage or "://" in storage:
         return {}
     last = trials[trials["row"] == trials["row"].max()].sort_values("train.seed").iloc[0]
-    selection_csv = Path(storage) / str(last["trial_dir"]) / "selection.csv"
+    selection_csv = Path(storage) / str(last["trial_dir"]) / SELECTION_FILE
     if not selection_csv.is_file():
         return {}
     if last["data.target"] == "synthetic":

@@ -17,7 +17,8 @@ import pandas as pd
 
 from sspa_ray.config import EXECUTION_KEYS
 from sspa_ray.errors import ConfigError
-from sspa_ray.report.aggregate import METRICS, STATUSES, Group, normalize
+from sspa_ray.outputs import METRICS, Status
+from sspa_ray.report.aggregate import STATUSES, Group, normalize
 from sspa_ray.report.importance import importance_note
 from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, holm, mean_ci, paired_p, significant, welch_p
 from sspa_ray.specs.ablation import MODULE_TITLES, AblationSpec
@@ -326,7 +327,7 @@ def _status_record(group: Group) -> dict[str, Any]:
 
 def _status_notes(groups: list[Group], errors: list[str]) -> list[str]:
     notes = [f"Failed trial: {e}" for e in errors]
-    if any(g.statuses.get("pending") for g in groups):
+    if any(g.statuses.get(Status.PENDING) for g in groups):
         notes.append("Pending trials have not reported yet; run `sspa-ray report` again later.")
     return notes
 
@@ -392,7 +393,7 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
     importance = importance_note(groups, keys, sort_metric, mode)
     if importance:
         notes.append(importance)
-    if any(g.statuses.get("stopped") for g in groups):
+    if any(g.statuses.get(Status.STOPPED) for g in groups):
         notes.append("Stopped trials (ended early by the scheduler) count with their last reported epoch.")
     notes += _status_notes(groups, errors)
     return Table(title, columns, rows, {0}, notes, pd.DataFrame.from_records(records))

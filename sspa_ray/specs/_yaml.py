@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 from sspa_ray.errors import SpecError
+from sspa_ray.suggest import did_you_mean
 
 
 def read_mapping(path: Path) -> dict[str, Any]:
@@ -36,6 +36,5 @@ def check_known(path: Path, where: str, keys: Iterable[str], known: Iterable[str
     known = list(known)
     for key in keys:
         if key not in known:
-            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f"did you mean {near[0]}?" if near else "allowed: " + ", ".join(known)
+            hint = did_you_mean(key, known, otherwise="allowed: " + ", ".join(known))
             raise SpecError(f"{path}: unknown key '{where}{key}': {hint}")

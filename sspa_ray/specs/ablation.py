@@ -38,11 +38,11 @@ from typing import Any, Mapping
 
 from sspa_ray.config import TARGETS, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
+from sspa_ray.outputs import METRICS
 from sspa_ray.specs._yaml import check_known, read_mapping
 from sspa_ray.specs.claims import Claim, parse_claims
 
 LAYOUTS = ("modules", "grid", "ratio", "list")
-METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 ROW_LABEL = "label"
 TOP_KEYS = (
     "name", "title", "layout", "metrics", "rows", "across", "only_for", "fixed", "seeds",

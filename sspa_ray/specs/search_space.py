@@ -29,7 +29,6 @@ so ``search: optuna`` refuses them. Every value and bound is checked against the
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import math
 import re
@@ -41,9 +40,10 @@ import yaml
 
 from sspa_ray.config import FIELDS, Config, allowed, check_key, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
+from sspa_ray.outputs import METRICS
+from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
 from sspa_ray.specs._yaml import read_mapping
 
-METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 MODES = ("max", "min")
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("none", "asha")
@@ -140,8 +140,8 @@ class _SpaceParser:
     def pick(self, doc: dict, key: str, choices: tuple[str, ...], default: str) -> str:
         value = doc.get(key, default)
         if value not in choices:
-            near = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-            hint = f" (did you mean {near[0]}?)" if near else ""
+            hint = did_you_mean(value, choices, cutoff=CHOICE_CUTOFF)
+            hint = f" ({hint})" if hint else ""
             raise self.error(key, f"{value!r} is not allowed{hint}: expected one of {', '.join(choices)}")
         return value
 
@@ -156,8 +156,7 @@ class _SpaceParser:
     def parse(self, doc: dict) -> SearchSpace:
         for key in doc:
             if key not in TOP_LEVEL_KEYS:
-                near = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.6)
-                hint = f"did you mean {near[0]}?" if near else f"allowed keys: {', '.join(TOP_LEVEL_KEYS)}"
+                hint = did_you_mean(key, TOP_LEVEL_KEYS, otherwise=f"allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
                 raise self.error(str(key), f"unknown top-level key: {hint}")
         name = doc.get("name", self.path.stem)
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
@@ -207,8 +206,8 @@ class _SpaceParser:
             raise self.error(where, "expected exactly one distribution, e.g. {grid: [1, 3]} or {uniform: [0.5, 10]}")
         (kind, args), = spec.items()
         if kind not in DISTRIBUTIONS:
-            near = difflib.get_close_matches(str(kind), DISTRIBUTIONS, n=1, cutoff=0.5)
-            hint = f"did you mean {near[0]}? " if near else ""
+            hint = did_you_mean(kind, DISTRIBUTIONS, cutoff=CHOICE_CUTOFF)
+            hint = f"{hint} " if hint else ""
             raise self.error(where, f"unknown distribution {kind!r}: {hint}use one of {', '.join(DISTRIBUTIONS)}")
         if kind in NOT_FOR_OPTUNA and search == "optuna":
             raise self.error(where, f"Optuna cannot sample {kind} (Ray drops a log scale's step and has no normal "

@@ -19,6 +19,7 @@ import yaml
 
 from sspa_ray.config import make_config
 from sspa_ray.errors import SpecError
+from sspa_ray.outputs import SPEC_FILE
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec, load_ablation, parse_ablation
 
 PAPER = "paper"
@@ -90,7 +91,7 @@ def load_suite(path: Path) -> Suite:
         raise SpecError(f"{path}: a suite needs 'tables' mapping table ids to preset YAML texts")
     specs = {}
     for table, text in tables.items():
-        specs[table] = parse_ablation(yaml.safe_load(text), path.parent / table / "spec.yaml")
+        specs[table] = parse_ablation(yaml.safe_load(text), path.parent / table / SPEC_FILE)
     return Suite(str(data[SUITE_KEY]), specs, dict(tables))
 
 

@@ -1,0 +1,68 @@
+"""The output vocabulary, defined once: metric names, trial statuses, training stages, file names.
+
+Every layer that writes or reads a run folder, an experiment folder, a report or results.parquet
+takes its names from here. Statuses and stages are ``str`` enums, so they compare equal to,
+hash like and serialise as their plain string values (metrics dicts, JSON and parquet are
+unchanged); records store ``.value`` so checkpoints (``torch.load(weights_only=True)``) hold
+plain strings only.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _Word(str, Enum):
+    """A str enum that behaves as its value everywhere (f-strings, dict keys, csv, str())."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __hash__ = str.__hash__
+
+
+# The four macro scores of the paper, in table order; the engine reports them every epoch.
+METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+# The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
+BEST_BY = "accuracy"
+
+
+class Status(_Word):
+    """A trial's status in results.parquet, in the order the tables list them."""
+
+    COMPLETED = "completed"   # all epochs ran
+    STOPPED = "stopped"       # ended early by the ASHA scheduler of a tune run
+    ERRORED = "errored"       # raised after its retries
+    DIVERGED = "diverged"     # NaN/inf loss
+    PENDING = "pending"       # not finished (yet)
+
+
+# Finished for good: no further epoch will be reported.
+FINISHED = (Status.COMPLETED, Status.STOPPED, Status.DIVERGED, Status.ERRORED)
+# A trial's report carries this key (= 1) when its loss diverged.
+DIVERGED_KEY = Status.DIVERGED.value
+
+
+class Stage(_Word):
+    """The two training stages of SSPA-JT (paper Algorithm 3)."""
+
+    SS = "SS"   # sample selection
+    PA = "PA"   # paired augmentation
+
+
+# ---- a run folder (`sspa-ray train --out DIR`, and each trial's run/ folder) ---------------------
+CONFIG_FILE = "config.json"        # the flat config the run was started with (train's resume marker)
+METRICS_FILE = "metrics.json"      # final and best metrics, per class, history
+SELECTION_FILE = "selection.csv"   # SSM's clean/noisy split of the training samples
+LOG_FILE = "train.log"             # the engine's progress lines
+CHECKPOINTS_DIR = "checkpoints"    # epoch_NNNN/ folders
+# The files of a finished run that a trial copies next to its Tune results in storage.
+RUN_OUTPUTS = (METRICS_FILE, SELECTION_FILE, LOG_FILE)
+
+# ---- an experiment folder (`sspa-ray tune|ablate --out DIR`) --------------------------------------
+PLAN_FILE = "experiment.json"      # kind, name, target, overrides, seeds, ... (the resume marker)
+SPEC_FILE = "spec.yaml"            # a copy of the YAML that was run
+RESULTS_FILE = "results.parquet"   # one row per trial
+TABLE_STEM = "table"               # table.md / table.csv / table.tex ...
+TABLE_BEST_STEM = "table_best"     # ... and the same at each trial's best epoch
+SELECTION_PLOT = "selection.png"
+SELECTION_GALLERY = "selection_gallery.png"
