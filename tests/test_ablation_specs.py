@@ -1,5 +1,10 @@
 """Every ablation preset expands to exactly the configurations of its paper table."""
 
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -178,3 +183,26 @@ def test_good_yaml_parses(tmp_path):
     spec = load_ablation(str(path))
     assert (spec.layout, spec.seeds, len(spec.trials("caers"))) == ("list", 2, 4)
     assert spec.reference.lookup("caers", {}, 0) == {"accuracy": 90.1}
+
+
+def test_a_wheel_ships_the_presets_and_finds_them_through_the_installed_package(tmp_path):
+    # Build from a copy so the checkout gets no build/ folder; read the presets from the unpacked
+    # wheel in a fresh interpreter, where the wheel's sspa_ray comes first on the path.
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md"):
+        src.mkdir(exist_ok=True)
+        shutil.copy(REPO / name, src / name)
+    for name in ("sspa_ray", "cli", "ablations"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {Path(n).stem for n in names if n.startswith("sspa_ray/presets/") and n.endswith(".yaml")} == set(preset_names())
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    code = ("import sspa_ray, sspa_ray.specs as s; print(sspa_ray.__file__); "
+            "print(' '.join(s.preset_names())); print(s.load_ablation('beta').name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.split("\n")
+    assert out[0].startswith(str(tmp_path / "site"))
+    assert out[1].split() == preset_names() and out[2] == load_ablation("beta").name

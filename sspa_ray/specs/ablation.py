@@ -29,12 +29,12 @@ Precedence inside one trial: target defaults < ``fixed`` < the row < the ``acros
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.resources
 import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from sspa_ray.config import TARGETS, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
@@ -42,8 +42,13 @@ from sspa_ray.outputs import METRICS
 from sspa_ray.specs._yaml import check_known, read_mapping
 from sspa_ray.specs.claims import Claim, parse_claims
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 LAYOUTS = ("modules", "grid", "ratio", "list")
 ROW_LABEL = "label"
+# ablations/ installs under this name (pyproject.toml), in a checkout and in a wheel alike.
+PRESETS_PACKAGE = "sspa_ray.presets"
 TOP_KEYS = (
     "name", "title", "layout", "metrics", "rows", "across", "only_for", "fixed", "seeds",
     "baseline", "grid", "reference", "claims",
@@ -177,20 +182,17 @@ def _text_of(value: Any) -> str:
 
 # ---- finding presets --------------------------------------------------------------------------
 
-def preset_dirs() -> list[Path]:
-    """Where preset names are looked up: the checkout's ablations/, then the installed copy."""
-    dirs = [Path(__file__).resolve().parents[2] / "ablations"]
-    installed = importlib.util.find_spec("sspa_ray.presets")
-    if installed is not None and installed.submodule_search_locations:
-        dirs += [Path(p) for p in installed.submodule_search_locations]
-    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
+def preset_files() -> dict[str, Traversable]:
+    """The installed presets by name: ablations/ installs as the package ``sspa_ray.presets``."""
+    folder = importlib.resources.files(PRESETS_PACKAGE)
+    return {f.name.removesuffix(".yaml"): f for f in folder.iterdir() if f.name.endswith(".yaml")}
 
 
 def preset_names() -> list[str]:
-    return sorted({p.stem for d in preset_dirs() for p in d.glob("*.yaml")})
+    return sorted(preset_files())
 
 
-def resolve_preset(name_or_path: str | Path) -> Path:
+def resolve_preset(name_or_path: str | Path) -> Path | Traversable:
     """A bare name picks ablations/NAME.yaml; anything that looks like a path is that path."""
     text = str(name_or_path)
     looks_like_path = "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
@@ -199,11 +201,10 @@ def resolve_preset(name_or_path: str | Path) -> Path:
         if not path.is_file():
             raise SpecError(f"ablation file {text} does not exist; give a YAML file or a preset name")
         return path
-    for folder in preset_dirs():
-        candidate = folder / f"{text}.yaml"
-        if candidate.is_file():
-            return candidate
-    names = ", ".join(preset_names()) or "none found"
+    presets = preset_files()
+    if text in presets:
+        return presets[text]
+    names = ", ".join(sorted(presets)) or "none found"
     raise SpecError(f"unknown ablation preset '{text}': choose one of {names}, or give a YAML path")
 
 
