@@ -28,7 +28,6 @@ from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import ExperimentPlan, storage_filesystem
 from sspa_ray.outputs import BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RESULTS_FILE, Status
-from sspa_ray.report import render_experiment
 
 EXTRA = ("clean_share", "selection_precision", "selection_recall", "aux_base_rate")
 # Per-epoch series of SSM's selection, one list per trial, for the selection plot.
@@ -97,6 +96,10 @@ def collect(plan: ExperimentPlan) -> pd.DataFrame:
 
 def write_results(plan: ExperimentPlan) -> pd.DataFrame:
     """Write results.parquet and the tables into the experiment directory."""
+    # Imported here, on the driver: trial processes import this module (progress.py) and must not
+    # load matplotlib.
+    from sspa_ray.report import render_experiment
+
     frame = collect(plan)
     frame.to_parquet(plan.out / RESULTS_FILE, index=False)
     render_experiment(plan.out, ("md", "csv", "tex"), "final")

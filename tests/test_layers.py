@@ -1,0 +1,67 @@
+"""The tree is the architecture: each layer imports only the layers above it (ARCHITECTURE.md), the
+engine and the trial processes stay light."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+# ARCHITECTURE.md's layer list, top to bottom; `cli/` installs as sspa_ray.cli.
+LAYERS = ["errors", "suggest", "outputs", "rundir", "config", "labels", "data", "model", "engine", "specs",
+          "report", "tracking", "orchestration", "cli"]
+
+
+def _modules():
+    """(file, its layer, the sspa_ray modules it imports anywhere in its body)."""
+    for root, package in ((REPO / "sspa_ray", "sspa_ray"), (REPO / "cli", "sspa_ray.cli")):
+        for path in sorted(root.rglob("*.py")):
+            parts = [package, *path.relative_to(root).with_suffix("").parts]
+            layer = ".".join(parts).split(".")[1] if len(".".join(parts).split(".")) > 1 else None
+            if layer in (None, "__init__"):
+                continue
+            imported = []
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.append(node.module)
+                elif isinstance(node, ast.Import):
+                    imported += [alias.name for alias in node.names]
+            yield path, layer, [m for m in imported if m.startswith("sspa_ray.")]
+
+
+def test_each_layer_imports_only_the_layers_above_it():
+    against = []
+    for path, layer, imported in _modules():
+        assert layer in LAYERS, f"{path}: layer {layer} is missing from ARCHITECTURE.md's list"
+        for module in imported:
+            other = module.split(".")[1]
+            if LAYERS.index(other) > LAYERS.index(layer):
+                against.append(f"{path.relative_to(REPO)} imports {module}")
+    assert not against, against
+
+
+def test_architecture_md_lists_the_layers_in_this_order():
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    tree = text[text.index("```"):text.index("```", text.index("```") + 3)]
+    named = [line.split()[0].rstrip("/").removesuffix(".py") for line in tree.splitlines()[2:]
+             if line.startswith("  ") and not line.startswith("   ")]
+    assert [n for n in named if n in LAYERS] == [n for n in LAYERS if n != "cli"]
+
+
+def _loaded_after(module: str) -> set[str]:
+    code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return set(json.loads(out.stdout))
+
+
+def test_the_engine_loads_no_ray_no_scipy_optimize_and_no_matplotlib():
+    loaded = _loaded_after("sspa_ray.engine")
+    assert not {m for m in loaded if m.split(".")[0] in ("ray", "matplotlib")}
+    assert "scipy.optimize" not in loaded
+
+
+def test_a_trial_process_loads_no_matplotlib():
+    loaded = _loaded_after("sspa_ray.orchestration.trial")
+    assert "ray" in loaded and not {m for m in loaded if m.split(".")[0] == "matplotlib"}
