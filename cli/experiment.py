@@ -7,13 +7,15 @@ reported (one line, exit 2) before any cluster starts.
 from __future__ import annotations
 
 import functools
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import click
 
 from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce, parse_sets, selection_note
-from sspa_ray.errors import UserError
+from sspa_ray.errors import Interrupted, UserError
 from sspa_ray.tracking import LOGGERS, check_loggers
 
 _PATH_KEYS = ("data.root", "model.pretrained")
@@ -64,6 +66,8 @@ def _common_options(command):
         click.option("--submit", is_flag=True,
                      help="Run the whole experiment as a Ray Job on the cluster of --address http://HEAD:8265; "
                           "paths are the head node's."),
+        click.option("--dashboard-port", type=int, default=None,
+                     help="Port for the dashboard (implies --dashboard; default 8265)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -110,8 +114,8 @@ def ablate(ablation_file: str | None, preset: str | None, **options) -> None:
 
 def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, overwrite, address, storage,
          gpus_per_trial, cpus_per_trial, workers_per_trial, max_concurrent, max_failures, dashboard,
-         dashboard_host, dry_run, throughput, loggers, submit) -> None:
-    from sspa_ray.orchestration.cluster import LOOPBACK, ClusterOptions
+         dashboard_host, dashboard_port, dry_run, throughput, loggers, submit) -> None:
+    from sspa_ray.orchestration.cluster import DASHBOARD_PORT, LOOPBACK, ClusterOptions, isolate_local_ray
     from sspa_ray.orchestration.plan import Resources
 
     overrides = {}
@@ -133,8 +137,10 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
                           max_failures=max_failures)
     _check_job_address(address, submit)
     chosen_loggers = check_loggers(loggers)
-    cluster = ClusterOptions(address=None if submit else address, dashboard=dashboard or dashboard_host is not None,
-                             dashboard_host=dashboard_host or LOOPBACK).check()
+    cluster = ClusterOptions(address=None if submit else address,
+                             dashboard=dashboard or dashboard_host is not None or dashboard_port is not None,
+                             dashboard_host=dashboard_host or LOOPBACK,
+                             dashboard_port=DASHBOARD_PORT if dashboard_port is None else dashboard_port).check()
     plan = make_plan(target=target, sets=overrides, seeds=seeds, out=out, name=name, storage=storage,
                      resources=resources)
     if throughput is not None and (throughput <= 0 or not dry_run):
@@ -153,12 +159,23 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         # The job re-checks --out on the head node, where the experiment lives.
         submit_experiment(address, _job_argv(click.get_current_context(), plan), plan, log=click.echo)
         return
+    fresh = not resume and not plan.out.exists()
     plan.prepare_out(resume=resume, overwrite=overwrite)
     plan.prepare_backbones()
+    if address is None:
+        isolate_local_ray()  # Ray reads its node address settings when it is first imported
 
+    from sspa_ray.orchestration.stop import ExperimentStopped
     from sspa_ray.orchestration.tuner import run_experiment  # the first Ray import
 
-    frame = run_experiment(plan, resume=resume, cluster=cluster, log=click.echo)
+    try:
+        frame = run_experiment(plan, resume=resume, cluster=cluster, log=click.echo)
+    except ExperimentStopped as stopped:
+        raise _stopped_error(stopped) from None
+    except Exception:
+        if fresh and not any(Path(plan.experiment_path).glob("*/checkpoint_*")):
+            shutil.rmtree(plan.out, ignore_errors=True)  # nothing was computed: leave no half-made --out
+        raise
     if (frame["status"] == "errored").any():
         click.echo("some trials errored after their retries; see the error column of results.parquet", err=True)
         sys.exit(1)
@@ -204,3 +221,39 @@ def _job_argv(ctx: click.Context, plan) -> list[str]:
 
 def _set_text(value) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _resume_command() -> str:
+    """This command line as the user typed it, continuing the experiment instead of starting it."""
+    args = [arg for arg in sys.argv[1:] if arg not in ("--overwrite", "--resume")]
+    return shlex.join(["sspa-ray", *args, "--resume"])
+
+
+def _stopped_error(stopped) -> UserError:
+    import signal
+
+    from sspa_ray.orchestration.storage import free_bytes
+
+    frame = stopped.frame
+    counts = frame["status"].value_counts().to_dict() if frame is not None else {}
+    finished = sum(n for status, n in counts.items() if status != "pending")
+    total = max(stopped.trials, len(frame) if frame is not None else 0)
+    resume = f"continue with: {_resume_command()}"
+    if stopped.signum is not None:
+        return Interrupted(f"{signal.Signals(stopped.signum).name}: {finished} of {total} trials finished, "
+                           f"the others continue from their last checkpoint; {resume}", stopped.exit_code)
+    error = stopped.storage
+    path = getattr(error, "path", None) or getattr(error, "filename", None) or "the experiment storage"
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
+    free = free_bytes(str(path))
+    need = total * (stopped.checkpoints_kept + 1) * stopped.checkpoint_bytes
+    space = f"{_mib(free)} free" if free is not None else "no space"
+    if need:
+        space += (f"; the experiment needs about {_mib(need)} there ({total} trials x "
+                  f"{stopped.checkpoints_kept + 1} checkpoints of {_mib(stopped.checkpoint_bytes)})")
+    return UserError(f"cannot write {path}: {reason} ({space}); {finished} of {total} trials finished. "
+                     f"Free some space, then {resume}")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"

@@ -20,7 +20,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"{exc.label}: {exc}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:
             # A full, read-only or forbidden output location is the user's to fix, not a bug.

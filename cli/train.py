@@ -10,7 +10,7 @@ import click
 
 from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets, selection_note
 from sspa_ray.errors import ConfigError, RunDirError
-from sspa_ray.rundir import prepare_new_run_dir
+from sspa_ray.rundir import check_new_run_dir, prepare_new_run_dir
 from sspa_ray.tracking import LOGGERS, RunTrackers, check_loggers
 
 CONFIG_FILE = "config.json"
@@ -75,12 +75,14 @@ def train(target, aux, data_root, sets, out, resume, overwrite, loggers):
         if note:
             click.echo(note)
         run_dir = out
-        prepare_new_run_dir(run_dir, marker=CONFIG_FILE, overwrite=overwrite)
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.to_flat(), indent=1) + "\n")
+        check_new_run_dir(run_dir, marker=CONFIG_FILE, overwrite=overwrite)
 
     from sspa_ray.data import load_joint_data
 
-    data = load_joint_data(cfg)
+    data = load_joint_data(cfg)  # bad data stops here, before --out exists
+    if resume is None:
+        prepare_new_run_dir(run_dir, marker=CONFIG_FILE, overwrite=overwrite)
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.to_flat(), indent=1) + "\n")
     trackers = RunTrackers(loggers, cfg.to_flat(), run_dir)
     metrics = None
     try:

@@ -10,6 +10,7 @@ class UserError(Exception):
     """A problem in the user's input; the message names the problem and the fix."""
 
     exit_code = 2
+    label = "error"
 
 
 class ConfigError(UserError):
@@ -26,3 +27,13 @@ class SpecError(UserError):
 
 class RunDirError(UserError):
     """An output directory that exists without --resume/--overwrite, or holds no run."""
+
+
+class Interrupted(UserError):
+    """An experiment stopped by a signal; resumable. Exits 128 + the signal number (130: Ctrl-C)."""
+
+    label = "interrupted"
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -8,8 +8,8 @@ from pathlib import Path
 from sspa_ray.errors import RunDirError
 
 
-def prepare_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str = "run") -> None:
-    """Create `path` for a new run and check it is writable.
+def check_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str = "run") -> None:
+    """Raise RunDirError unless `path` may hold a new run; changes nothing.
 
     A non-empty folder needs `overwrite`, and even then it is deleted only when it holds `marker`
     (the file by which sspa-ray recognises its own runs; `what` names them in the message).
@@ -21,6 +21,12 @@ def prepare_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str =
             raise RunDirError(f"--out {path} already exists: add --resume to continue it or --overwrite to replace it")
         if not (path / marker).is_file():
             raise RunDirError(f"--overwrite {path}: refusing to delete a folder that is not an sspa-ray {what} ({marker} is missing)")
+
+
+def prepare_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str = "run") -> None:
+    """Create `path` for a new run (replacing an old run with `overwrite`) and check it is writable."""
+    check_new_run_dir(path, marker=marker, overwrite=overwrite, what=what)
+    if path.is_dir() and any(path.iterdir()):
         shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,12 @@
 """Starting or joining a Ray cluster, with safe dashboard defaults.
 
-- Without ``--address`` a local Ray starts; with ``--address auto`` or ``ray://HOST:PORT`` the
-  driver joins an existing cluster.
+- Without ``--address`` a fresh local Ray starts and stops with the command, even when
+  ``RAY_ADDRESS`` is set or a ``ray start`` cluster runs on the machine (Ray itself would join
+  those); with ``--address auto`` or ``ray://HOST:PORT`` the driver joins an existing cluster.
+- The local Ray listens on 127.0.0.1 only: with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` Ray takes
+  the loopback address as the node's address (as it does on macOS), and its GCS, raylet, workers,
+  agents and metrics endpoint bind that address instead of every interface. Ray reads the variable
+  when it is imported, so :func:`isolate_local_ray` runs before the first Ray import.
 - ``--dashboard`` serves the dashboard on 127.0.0.1. Ray 2.60 keeps token authentication on: the
   token is in ``~/.ray/auth_token`` (or ``$RAY_AUTH_TOKEN_PATH``) and API clients send it as
   ``Authorization: Bearer <token>``. Binding another address prints a loud warning, and binding one
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +29,9 @@ from sspa_ray.errors import UserError
 
 LOOPBACK = "127.0.0.1"
 DASHBOARD_PORT = 8265
+# Ray treats a node without cluster support as a single machine whose address is the loopback one.
+_LOOPBACK_NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+_ADDRESS_ENV = "RAY_ADDRESS"
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,10 @@ class ClusterOptions:
         if self.exposed and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
             raise UserError(f"refusing to serve the dashboard on {self.dashboard_host} with RAY_AUTH_MODE=disabled: "
                             "anyone who reaches it could run code (CVE-2023-48022); unset RAY_AUTH_MODE or use 127.0.0.1")
+        if self.dashboard and self.address is None and not port_is_free(self.dashboard_host, self.dashboard_port):
+            raise UserError(f"--dashboard-port {self.dashboard_port} is already in use on {self.dashboard_host} "
+                            "(another Ray dashboard?): give a free one, e.g. "
+                            f"--dashboard-port {free_port(self.dashboard_host)}")
         return self
 
     @property
@@ -53,6 +66,29 @@ class ClusterOptions:
             return not ipaddress.ip_address(self.dashboard_host).is_loopback
         except ValueError:
             return self.dashboard_host != "localhost"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to Ray too
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def isolate_local_ray() -> None:
+    """Make the next local Ray a private, loopback-only one; call before Ray is first imported."""
+    os.environ.pop(_ADDRESS_ENV, None)
+    for key, value in _LOOPBACK_NODE_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def token_path() -> Path:
@@ -91,7 +127,9 @@ def connect(options: ClusterOptions, log: Callable[[str], None] = print) -> Iter
     else:
         if options.dashboard and options.exposed:
             print(exposure_warning(options.dashboard_host, options.dashboard_port), file=sys.stderr, flush=True)
-        context = ray.init(num_cpus=options.num_cpus, include_dashboard=options.dashboard,
+        isolate_local_ray()
+        # "local": a new Ray even where RAY_ADDRESS or /tmp/ray/ray_current_cluster name another one.
+        context = ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=options.dashboard,
                            dashboard_host=options.dashboard_host, dashboard_port=options.dashboard_port,
                            log_to_driver=False)
     if options.dashboard and context.dashboard_url:

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import pyarrow.fs
-
 from sspa_ray.config import KEYS, SYNTHETIC_PRETRAINED, Config, make_config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.engine import pretrain
@@ -109,6 +107,7 @@ class ExperimentPlan:
         if seeds > 1 and "train.seed" in space.space:
             raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
         configs = space.check_points(target, sets)
+        _check_schedule(space, configs, make_config(target, space.fixed, sets))
         _check_data(configs)
         plan = cls(kind="tune", name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
                    out=Path(), storage="", spec_text=space.path.read_text(encoding="utf-8"),
@@ -298,11 +297,30 @@ def _text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) or value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def storage_filesystem(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    """The pyarrow filesystem and path of a storage location: a local path or a URI (s3://, gs://)."""
-    if "://" in uri:
-        return pyarrow.fs.FileSystem.from_uri(uri)
-    return pyarrow.fs.LocalFileSystem(), uri
+
+def _check_schedule(space: SearchSpace, configs: list[Config], base: Config) -> None:
+    """ASHA's rungs against the trials' epochs and SS stage, before Ray asserts on them mid-start."""
+    asha = space.asha
+    if asha is None:
+        return
+    max_t = asha.max_t or base.train.epochs
+    source = "max_t" if asha.max_t else "train.epochs"
+    if asha.grace_period > max_t:
+        raise SpecError(f"{space.path}: grace_period={asha.grace_period} exceeds {source}={max_t}: ASHA could never "
+                        f"stop a trial; lower grace_period to at most {max_t} or raise {source}")
+    shortest = min(cfg.train.epochs for cfg in configs)
+    if max_t > shortest:
+        raise SpecError(f"{space.path}: max_t={max_t} exceeds train.epochs={shortest}: trials end before ASHA's "
+                        f"last rung; set max_t to at most {shortest} or drop it")
+    # Ray's rungs: grace_period * reduction_factor**k below max_t (a trial at max_t ends anyway).
+    count = int(math.log(max_t / asha.grace_period) / math.log(asha.reduction_factor) + 1)
+    rungs = [asha.grace_period * asha.reduction_factor ** k for k in range(count)]
+    rungs = [int(r) if float(r).is_integer() else r for r in rungs if r < max_t]
+    selection = max(cfg.train.selection_epochs for cfg in configs)
+    if rungs and max(rungs) <= selection:
+        raise SpecError(f"{space.path}: every ASHA rung (epochs {', '.join(map(str, rungs))}) falls in the SS stage "
+                        f"(train.selection_epochs={selection}), so trials are stopped before PAM acts; raise "
+                        f"grace_period above {selection} or lower train.selection_epochs")
 
 
 def _recipes(configs: Iterable[Config]) -> list[pretrain.Recipe]:

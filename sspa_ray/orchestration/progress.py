@@ -22,6 +22,7 @@ from ray.util.metrics import Gauge
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.outputs import FINISHED, Stage, Status
 from sspa_ray.orchestration.results import trial_status
+from sspa_ray.orchestration.stop import stopping
 
 # Shown live only: a pending trial that Tune is running (results.parquet has no such status).
 RUNNING = "running"
@@ -35,6 +36,8 @@ GAUGES = {
     "img_per_s": "training throughput, images per second",
 }
 _STAGES = {Stage.SS: 0, Stage.PA: 1}
+# A report key holding a line for the terminal.
+NOTICE = "notice"
 
 
 @functools.cache
@@ -93,8 +96,19 @@ class ProgressTable(Callback):
             self._show(trials, redraw=False)
 
     def on_experiment_end(self, trials: list, **info) -> None:
+        if stopping():
+            # Tune has just stopped the unfinished trials, which would read as finished here; they
+            # are pending in the saved state, and the command's last line says so.
+            return
         # A fresh block: Tune logs its final sync between the last step and this call.
         self._show(trials, redraw=False, final=True)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if result.get(NOTICE):  # e.g. a corrupt checkpoint skipped on restore
+            out = self.stream or sys.stdout
+            out.write(f"trial {trial.trial_id}: {result[NOTICE]}\n")
+            out.flush()
+            self._drawn_lines = 0  # the table is redrawn below the notice, not over it
 
     # ---- rendering --------------------------------------------------------------------------
     def _planned_epochs(self, trial) -> int:

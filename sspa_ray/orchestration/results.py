@@ -26,7 +26,8 @@ import pandas as pd
 
 from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
-from sspa_ray.orchestration.plan import ExperimentPlan, storage_filesystem
+from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.orchestration.storage import storage_filesystem
 from sspa_ray.outputs import BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RESULTS_FILE, Status
 
 EXTRA = ("clean_share", "selection_precision", "selection_recall", "aux_base_rate")

@@ -8,8 +8,12 @@ Two paths run the same ``sspa_ray.engine.fit`` with the same checkpoint format:
   Tune through ``TuneReportCallback``.
 
 Every epoch's checkpoint is reported as a directory holding the engine's ``epoch_NNNN/`` folder, so
-restoring is copying that directory back into ``run_dir/checkpoints`` and calling
-``fit(resume=True)``; the resumed run is the run that would have happened without the fault.
+restoring is copying the trial's stored checkpoints back into ``run_dir/checkpoints`` and calling
+``fit(resume=True)``; the resumed run is the run that would have happened without the fault. The
+trial's ``train.log`` is published with every epoch and continued on restore.
+
+A write that storage refuses (full, read-only) raises :class:`StorageFull`: the driver then stops the
+experiment resumably instead of retrying trials against a full disk.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import ray.tune
 
 from sspa_ray.config import from_flat
 from sspa_ray.engine import TrainingDiverged, fit
-from sspa_ray.orchestration.plan import ExperimentPlan, storage_filesystem
-from sspa_ray.orchestration.progress import TrialGauges
+from sspa_ray.engine.checkpoint import latest_checkpoint
+from sspa_ray.orchestration.plan import ExperimentPlan
+from sspa_ray.orchestration.progress import NOTICE, TrialGauges
+from sspa_ray.orchestration.storage import StorageFull, storage_errno, storage_filesystem
 
 # Files of a finished run that are copied next to the trial's Tune results in storage.
-OUTPUT_FILES = ("metrics.json", "selection.csv", "train.log")
+LOG_FILE = "train.log"
+OUTPUT_FILES = ("metrics.json", "selection.csv", LOG_FILE)
 DIVERGED = "diverged"
 # Reported checkpoints kept per trial: restoring needs the newest, the one before covers a newest
 # one that was cut off mid-upload.
@@ -73,13 +80,18 @@ class TrialInfo:
 
 def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial: TrialInfo) -> None:
     cfg = from_flat(flat).validate()
-    restored = _restore(ray.tune.get_checkpoint(), run_dir)
+    restored, notice = _restore(ray.tune.get_checkpoint(), run_dir, outputs_uri)
     gauges = TrialGauges(trial.experiment, trial.name)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
+        nonlocal notice
         gauges.update(metrics)
-        with _staged(checkpoint_dir) as staged:
-            ray.tune.report(dict(metrics), checkpoint=ray.tune.Checkpoint.from_directory(staged))
+        metrics = {**metrics, NOTICE: notice} if notice else dict(metrics)
+        notice = None
+        with _storage_errors(outputs_uri, checkpoint_dir):
+            with _staged(checkpoint_dir) as staged:
+                ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(staged))
+            _publish(run_dir, outputs_uri, (LOG_FILE,))
 
     # Published also when the trial raises or the scheduler stops it (Tune ends the function at
     # its next report), so every trial folder has its log.
@@ -87,7 +99,11 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
         with _log_file(run_dir, capture_output=True, prefix=trial.name) as log:
             log(_where(trial.id, restored))
             _fit(cfg, run_dir, report, restored, log, final_report=ray.tune.report)
-    finally:
+    except BaseException:
+        with contextlib.suppress(OSError):  # the error in flight matters more than a last copy
+            _publish(run_dir, outputs_uri)
+        raise
+    with _storage_errors(outputs_uri):
         _publish(run_dir, outputs_uri)
 
 
@@ -133,7 +149,8 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     trial = loop_config["trial"]
     run_dir = Path(tempfile.gettempdir()) / "sspa-ray-train" / trial.id / f"rank{rank}"
     cfg = from_flat(loop_config["config"]).validate()
-    restored = _restore(ray.train.get_checkpoint(), run_dir)
+    # Every rank restores the same folders: the reported checkpoint and its siblings, nothing rank-specific.
+    restored, _ = _restore(ray.train.get_checkpoint(), run_dir, None)
     gauges = TrialGauges(trial.experiment, trial.name) if rank == 0 else None
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -169,20 +186,79 @@ def _fit(cfg, run_dir: Path, report, restored: bool, log, *, final_report) -> No
         final_report(_diverged_metrics(exc))
 
 
-def _restore(checkpoint, run_dir: Path) -> bool:
-    """Put the latest reported checkpoint back into run_dir/checkpoints; True when there was one.
+def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, str | None]:
+    """Put the trial's stored checkpoints back into run_dir/checkpoints.
 
-    The reported directory holds exactly one ``epoch_NNNN/`` folder, so the engine finds it under
-    the name it wrote. Local checkpoints of an earlier attempt are replaced: the reported one is the
-    last the experiment knows about, and it may come from another node.
+    Returns whether there was one, and a line for the terminal when a corrupt one was skipped.
+    Each reported directory holds one ``epoch_NNNN/`` folder; all of them are copied, not only the
+    one Tune names as the latest: Tune's saved state can lag behind a checkpoint uploaded just
+    before a kill, and a corrupt newest one falls back to the one before it (CHECKPOINTS_KEPT). The
+    engine resumes from the newest valid one. Local checkpoints of an earlier attempt are replaced:
+    storage holds what the experiment knows about, and the trial may now run on another node.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None:
-        return False
+    found = _stored_checkpoints(checkpoint, trial_uri)
+    if trial_uri and not (run_dir / LOG_FILE).exists():
+        _fetch(trial_uri, LOG_FILE, run_dir)  # a resumed trial's log keeps its earlier lines
+    if not found:
+        return False, None
     checkpoints = run_dir / "checkpoints"
     shutil.rmtree(checkpoints, ignore_errors=True)
-    checkpoint.to_directory(str(checkpoints))
-    return True
+    checkpoints.mkdir()
+    for filesystem, path in found:  # oldest checkpoint first: a newer copy of an epoch wins
+        pyarrow.fs.copy_files(path, str(checkpoints / Path(path).name), source_filesystem=filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+    skipped: list[str] = []
+    valid = latest_checkpoint(checkpoints, log=skipped.append)
+    if not skipped:
+        return True, None
+    resumed = f"resuming from {valid[0].name}" if valid else "no valid checkpoint left; starting from epoch 1"
+    return True, "; ".join(skipped) + f"; {resumed}"
+
+
+def _stored_checkpoints(checkpoint, trial_uri: str | None) -> list[tuple[pyarrow.fs.FileSystem, str]]:
+    """The ``epoch_NNNN`` folders in the trial's checkpoint directories, oldest directory first."""
+    places = []
+    if checkpoint is not None:  # the reported one and its siblings (a TorchTrainer's run folder)
+        places.append((checkpoint.filesystem, str(Path(checkpoint.path).parent)))
+    if trial_uri:
+        places.append(storage_filesystem(trial_uri))
+    seen, folders = set(), []
+    for filesystem, root in places:
+        for ckpt in sorted(_subdirs(filesystem, root, "checkpoint_")):
+            for epoch in _subdirs(filesystem, ckpt, "epoch_"):
+                if epoch not in seen:
+                    seen.add(epoch)
+                    folders.append((filesystem, epoch))
+    return folders
+
+
+def _subdirs(filesystem: pyarrow.fs.FileSystem, root: str, prefix: str) -> list[str]:
+    try:
+        infos = filesystem.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    except OSError:
+        return []
+    return [i.path for i in infos if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith(prefix)]
+
+
+def _fetch(uri: str, name: str, run_dir: Path) -> None:
+    filesystem, root = storage_filesystem(uri)
+    if filesystem.get_file_info(f"{root}/{name}").type == pyarrow.fs.FileType.File:
+        pyarrow.fs.copy_files(f"{root}/{name}", str(run_dir / name), source_filesystem=filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+
+@contextlib.contextmanager
+def _storage_errors(uri: str, checkpoint_dir: Path | None = None):
+    """Turn a write that storage refuses into StorageFull, with the size of one checkpoint."""
+    try:
+        yield
+    except OSError as exc:
+        code = storage_errno(exc)
+        if code is None:
+            raise
+        size = sum(f.stat().st_size for f in Path(checkpoint_dir).rglob("*") if f.is_file()) if checkpoint_dir else 0
+        raise StorageFull(uri, os.strerror(code), size) from None
 
 
 class _staged:
@@ -253,11 +329,11 @@ def _diverged_metrics(exc: TrainingDiverged) -> dict[str, Any]:
     return {DIVERGED: 1, "epoch": int(exc.epoch), "loss": float(exc.loss), **{m: math.nan for m in _METRICS}}
 
 
-def _publish(run_dir: Path, outputs_uri: str) -> None:
+def _publish(run_dir: Path, outputs_uri: str, names: tuple[str, ...] = OUTPUT_FILES) -> None:
     """Copy the run's metrics.json, selection.csv and log next to the trial's results in storage."""
     filesystem, root = storage_filesystem(outputs_uri)
     filesystem.create_dir(root, recursive=True)
-    for name in OUTPUT_FILES:
+    for name in names:
         source = run_dir / name
         if source.is_file():
             pyarrow.fs.copy_files(str(source), f"{root}/{name}", source_filesystem=pyarrow.fs.LocalFileSystem(),

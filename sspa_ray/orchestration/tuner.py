@@ -12,14 +12,19 @@
 - The experiment lives at ``storage/name`` (stable, no timestamps), so ``--resume`` restores it with
   ``Tuner.restore(..., resume_errored=True)``: finished trials stay finished, unfinished ones
   continue from their last checkpoint.
+- A signal or a full storage ends the run resumably (``stop.StopGuard``) and raises
+  ``ExperimentStopped``; nothing is written to ``--out`` then, so ``--resume`` finishes it.
+- Local storage goes through ``storage.AtomicLocalFS``: Ray's experiment state is never truncated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -35,7 +40,9 @@ from sspa_ray.orchestration.cluster import ClusterOptions, connect
 from sspa_ray.orchestration.monitoring import install_grafana_dashboard, logger_callbacks
 from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
 from sspa_ray.orchestration.progress import ProgressTable
-from sspa_ray.orchestration.results import write_results
+from sspa_ray.orchestration.results import collect, write_results
+from sspa_ray.orchestration.stop import _TUNE_SIGINT_ENV, ExperimentStopped, StopGuard
+from sspa_ray.orchestration.storage import storage_filesystem
 from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, DRIVER_CPU, run_trial
 from sspa_ray.specs.search_space import Distribution
 
@@ -54,7 +61,9 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
         # The loggers are chosen with --logger; Tune would add CSV, JSON and TensorBoard on its own.
         # An experiment of the previous version (no loggers stored) keeps Tune's defaults on resume.
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ[_TUNE_SIGINT_ENV] = "1"
     plan.save()
+    filesystem, _ = storage_filesystem(plan.experiment_path)
     with connect(cluster, log=log):
         install_grafana_dashboard(log=log)
         # One actor per trial when someone can watch the dashboard (--dashboard, or a cluster, which
@@ -63,14 +72,25 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
         # reused: a fresh one cost ~11 s more per trial here (README, Monitoring).
         per_trial = cluster.dashboard or cluster.address is not None
         trainable = named_trainable(plan, per_trial)
-        if resume and tune.Tuner.can_restore(plan.experiment_path):
+        if resume and tune.Tuner.can_restore(plan.experiment_path, storage_filesystem=filesystem):
             log(f"resuming {plan.experiment_path}")
-            tuner = tune.Tuner.restore(plan.experiment_path, trainable=trainable, resume_errored=True)
+            tuner = tune.Tuner.restore(storage_filesystem(plan.experiment_path)[1], trainable=trainable,
+                                       resume_errored=True, storage_filesystem=filesystem)
         else:
             if resume:
                 log(f"no experiment state in {plan.experiment_path} yet: starting from the beginning")
             tuner = build_tuner(plan, trainable, progress_interval_s, reuse_actors=not per_trial)
-        tuner.fit()
+        with StopGuard() as guard:
+            tuner.fit()
+        try:
+            guard.check()
+        except ExperimentStopped as stopped:
+            with contextlib.suppress(Exception):  # stopped before Tune saved any state: no rows
+                stopped.frame = collect(plan)  # what the saved state says: where --resume starts
+            stopped.trials = plan.total_trials()
+            stopped.checkpoints_kept = CHECKPOINTS_KEPT
+            stopped.checkpoint_bytes = getattr(stopped.storage, "checkpoint_bytes", 0) or _checkpoint_bytes(plan)
+            raise
         frame = write_results(plan)
     log(f"{len(frame)} trials: " + ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()))
     log(f"results: {plan.out / 'results.parquet'}  tables: {plan.out / 'table.md'}")
@@ -85,7 +105,8 @@ def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15
         tune_config=tune_config(plan, reuse_actors),
         run_config=tune.RunConfig(
             name=plan.name,
-            storage_path=plan.storage,
+            storage_path=storage_filesystem(plan.storage)[1],
+            storage_filesystem=storage_filesystem(plan.storage)[0],
             failure_config=tune.FailureConfig(max_failures=plan.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             callbacks=[ProgressTable(plan, interval_s=progress_interval_s), *logger_callbacks(plan),
@@ -290,3 +311,10 @@ def _slots(plan: ExperimentPlan) -> int:
     if res.gpus_per_trial:
         fits = min(fits, cluster.get("GPU", 0) / res.gpus_per_trial)
     return max(1, math.floor(fits))
+
+
+def _checkpoint_bytes(plan: ExperimentPlan) -> int:
+    """The size of the largest trial checkpoint in local storage (0 when there is none)."""
+    sizes = [sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+             for d in Path(plan.experiment_path).glob("*/checkpoint_*") if d.is_dir()]
+    return max(sizes, default=0)

@@ -1,0 +1,192 @@
+"""Experiment storage that a full or unwritable disk cannot corrupt.
+
+- :func:`storage_filesystem` gives the pyarrow filesystem of a storage location. A local path gets
+  :class:`AtomicLocalFS`: every file Ray or a trial writes there (experiment state, searcher and
+  callback state, ``tuner.pkl``, results, checkpoints) is written under a temporary name and renamed
+  into place once complete, so a write cut short by a full disk or a kill leaves the previous
+  version, never a truncated one. Object stores (``s3://``, ``gs://``) replace objects whole already.
+- :class:`StorageFull` is what a trial raises when storage refuses a write, and
+  :func:`storage_error` recognises such an error inside Ray's wrappers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow
+import pyarrow.fs
+
+# Errors a user fixes by freeing space or choosing another place; never retried.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+# pyarrow puts the errno only in its message: "... [errno 28] No space left on device".
+_ARROW_ERRNO = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+
+class StorageFull(Exception):
+    """Storage refused a write. Raised in a trial; the driver stops the experiment on it."""
+
+    def __init__(self, path: str, reason: str, checkpoint_bytes: int = 0):
+        super().__init__(path, reason, checkpoint_bytes)
+        self.path, self.reason, self.checkpoint_bytes = path, reason, checkpoint_bytes
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
+
+def storage_errno(exc: BaseException) -> int | None:
+    """The storage errno of an OSError (also pyarrow's), or None for any other error."""
+    if not isinstance(exc, OSError):
+        return None
+    code = exc.errno
+    if code is None and (match := _ARROW_ERRNO.search(str(exc))):
+        code = int(match.group(1))
+    return code if code in STORAGE_ERRNOS else None
+
+
+def storage_error(exc: BaseException | None) -> StorageFull | OSError | None:
+    """The StorageFull or storage OSError inside `exc`: its causes, contexts and Ray's ``cause``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageFull) or storage_errno(exc) is not None:
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def storage_filesystem(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The pyarrow filesystem and path of a storage location: a local path or a URI (s3://, gs://)."""
+    if "://" in uri:
+        return pyarrow.fs.FileSystem.from_uri(uri)
+    return pyarrow.fs.PyFileSystem(AtomicLocalFS()), uri
+
+
+def free_bytes(path: str) -> int | None:
+    """Free space at a local path (or its nearest existing parent); None for URIs."""
+    if "://" in path:
+        return None
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+class _AtomicFile:
+    """A file written under a temporary name, renamed to its final name on a clean close."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.getpid()}"
+        self.file = open(self.tmp, "wb", buffering=0)
+        self.failed = False
+
+    def write(self, data) -> int:
+        # An unbuffered write to a nearly full disk writes part of the data and returns the count;
+        # the next one raises ENOSPC. Callers such as pyarrow do not check the count.
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                view = view[self.file.write(view):]
+        except BaseException:
+            # Free the space at once: pyarrow does not always close a stream after a failed write.
+            self.failed = True
+            self.file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            raise
+        return len(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        try:
+            if not self.failed:
+                os.fsync(self.file.fileno())
+        except OSError:
+            self.failed = True
+            raise
+        finally:
+            self.file.close()
+            if self.failed:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.tmp)
+        if not self.failed:
+            os.replace(self.tmp, self.path)
+
+
+class AtomicLocalFS(pyarrow.fs.FileSystemHandler):
+    """The local file system, except that a written file appears only once it is complete."""
+
+    def __init__(self):
+        self.local = pyarrow.fs.LocalFileSystem()
+
+    def __reduce__(self):
+        return AtomicLocalFS, ()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AtomicLocalFS)
+
+    def __hash__(self) -> int:
+        return hash(AtomicLocalFS)
+
+    def get_type_name(self) -> str:
+        return "sspa-atomic-local"
+
+    def normalize_path(self, path):
+        return self.local.normalize_path(path)
+
+    def get_file_info(self, paths):
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.local.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.local.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self.local.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        raise OSError(errno.EPERM, "refusing to delete the root directory's contents")
+
+    def delete_file(self, path):
+        self.local.delete_file(path)
+
+    def move(self, src, dest):
+        self.local.move(src, dest)
+
+    def copy_file(self, src, dest):
+        with self.local.open_input_stream(src) as source, self.open_output_stream(dest, None) as sink:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+
+    def open_input_stream(self, path):
+        return self.local.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self.local.open_input_file(path)
+
+    def open_output_stream(self, path, metadata):
+        return pyarrow.PythonFile(_AtomicFile(path), mode="w")
+
+    def open_append_stream(self, path, metadata):
+        return self.local.open_append_stream(path)
