@@ -206,7 +206,10 @@ def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, st
     shutil.rmtree(checkpoints, ignore_errors=True)
     checkpoints.mkdir()
     for filesystem, path in found:  # oldest checkpoint first: a newer copy of an epoch wins
-        pyarrow.fs.copy_files(path, str(checkpoints / Path(path).name), source_filesystem=filesystem,
+        target = checkpoints / Path(path).name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        pyarrow.fs.copy_files(path, str(target), source_filesystem=filesystem,
                               destination_filesystem=pyarrow.fs.LocalFileSystem())
     skipped: list[str] = []
     valid = latest_checkpoint(checkpoints, log=skipped.append)
