@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import errno
+import os
 import sys
 
 import click
 
 from sspa_ray.errors import UserError
-
-
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class _Group(click.Group):
@@ -23,11 +20,14 @@ class _Group(click.Group):
             click.echo(f"{exc.label}: {exc}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:
+            from sspa_ray.orchestration.storage import storage_errno
+
             # A full, read-only or forbidden output location is the user's to fix, not a bug.
-            if exc.errno not in _STORAGE_ERRNOS:
+            code = storage_errno(exc)
+            if code is None:
                 raise
             where = exc.filename or "the output directory"
-            click.echo(f"error: cannot write {where}: {exc.strerror}; free some space or choose another --out "
+            click.echo(f"error: cannot write {where}: {os.strerror(code)}; free some space or choose another --out "
                        "(what was already written stays; continue with --resume)", err=True)
             sys.exit(2)
 

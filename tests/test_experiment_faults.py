@@ -55,13 +55,16 @@ def reference(tmp_path_factory):
     return _metrics(tmp / "exp")
 
 
-def _interrupt_when(driver: subprocess.Popen, ready, sig=signal.SIGINT, limit_s=300) -> None:
-    """Send `sig` to the driver's process group (as a terminal's Ctrl-C does) once `ready()`."""
+def _interrupt_when(driver: subprocess.Popen, ready, sig=signal.SIGINT, limit_s=300, group=True) -> None:
+    """Send `sig` once `ready()`: to the driver's process group (as a terminal's Ctrl-C does) or the driver."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline and driver.poll() is None and not ready():
         time.sleep(0.3)
     assert driver.poll() is None, "the experiment ended before it could be interrupted"
-    os.killpg(driver.pid, sig)
+    if group:
+        os.killpg(driver.pid, sig)
+    else:
+        os.kill(driver.pid, sig)
     driver.wait(timeout=120)
 
 
@@ -97,12 +100,12 @@ def test_ctrl_c_exits_130_with_the_resume_line_and_resume_falls_back_past_a_trun
     assert "starting from epoch 1" not in log
 
 
-def test_sigterm_exits_143_and_resumes(tmp_path):
+def test_sigterm_to_the_driver_exits_143_with_the_resume_line(tmp_path):
     space, out = _space(tmp_path), tmp_path / "exp"
     argv = ["tune", str(space), "--out", str(out), "--max-concurrent", "1"]
     driver = subprocess.Popen([*SSPA, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
-    _interrupt_when(driver, lambda: len(_checkpoints(out / "ray" / "faults")) >= 1, sig=signal.SIGTERM)
+    _interrupt_when(driver, lambda: len(_checkpoints(out / "ray" / "faults")) >= 1, sig=signal.SIGTERM, group=False)  # `kill PID`
     _, stderr = driver.communicate()
     assert driver.returncode == 143 and "interrupted: SIGTERM" in stderr and "--resume" in stderr, stderr[-3000:]
 

@@ -80,18 +80,26 @@ class TrialInfo:
 
 def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial: TrialInfo) -> None:
     cfg = from_flat(flat).validate()
-    restored, notice = _restore(ray.tune.get_checkpoint(), run_dir, outputs_uri)
+    restored, notice, backlog = _restore(ray.tune.get_checkpoint(), run_dir, outputs_uri)
     gauges = TrialGauges(trial.experiment, trial.name)
 
-    def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         nonlocal notice
         gauges.update(metrics)
         metrics = {**metrics, NOTICE: notice} if notice else dict(metrics)
         notice = None
+        if checkpoint_dir is None:
+            ray.tune.report(metrics)
+            return
         with _storage_errors(outputs_uri, checkpoint_dir):
             with _staged(checkpoint_dir) as staged:
                 ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(staged))
             _publish(run_dir, outputs_uri, (LOG_FILE,))
+
+    # Epochs checkpointed after the last one Tune recorded (a kill came between): tell Tune now
+    # instead of training them again.
+    for record, checkpoint_dir in backlog:
+        report(record, checkpoint_dir)
 
     # Published also when the trial raises or the scheduler stops it (Tune ends the function at
     # its next report), so every trial folder has its log.
@@ -150,7 +158,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     run_dir = Path(tempfile.gettempdir()) / "sspa-ray-train" / trial.id / f"rank{rank}"
     cfg = from_flat(loop_config["config"]).validate()
     # Every rank restores the same folders: the reported checkpoint and its siblings, nothing rank-specific.
-    restored, _ = _restore(ray.train.get_checkpoint(), run_dir, None)
+    restored, _, _ = _restore(ray.train.get_checkpoint(), run_dir, None)
     gauges = TrialGauges(trial.experiment, trial.name) if rank == 0 else None
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -186,10 +194,11 @@ def _fit(cfg, run_dir: Path, report, restored: bool, log, *, final_report) -> No
         final_report(_diverged_metrics(exc))
 
 
-def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, str | None]:
+def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, str | None, list]:
     """Put the trial's stored checkpoints back into run_dir/checkpoints.
 
-    Returns whether there was one, and a line for the terminal when a corrupt one was skipped.
+    Returns whether there was one, a line for the terminal when a corrupt one was skipped, and the
+    (metrics, checkpoint folder) reports of checkpointed epochs newer than Tune's checkpoint.
     Each reported directory holds one ``epoch_NNNN/`` folder; all of them are copied, not only the
     one Tune names as the latest: Tune's saved state can lag behind a checkpoint uploaded just
     before a kill, and a corrupt newest one falls back to the one before it (CHECKPOINTS_KEPT). The
@@ -201,7 +210,7 @@ def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, st
     if trial_uri and not (run_dir / LOG_FILE).exists():
         _fetch(trial_uri, LOG_FILE, run_dir)  # a resumed trial's log keeps its earlier lines
     if not found:
-        return False, None
+        return False, None, []
     checkpoints = run_dir / "checkpoints"
     shutil.rmtree(checkpoints, ignore_errors=True)
     checkpoints.mkdir()
@@ -213,10 +222,16 @@ def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, st
                               destination_filesystem=pyarrow.fs.LocalFileSystem())
     skipped: list[str] = []
     valid = latest_checkpoint(checkpoints, log=skipped.append)
+    backlog = []
+    if valid is not None:
+        known = max((int(Path(p).name.split("_")[1]) for p in
+                     _subdirs(checkpoint.filesystem, checkpoint.path, "epoch_")), default=0) if checkpoint else 0
+        newer = [dict(r) for r in valid[1]["history"] if r["epoch"] > known]
+        backlog = [(r, valid[0] if r is newer[-1] else None) for r in newer]
     if not skipped:
-        return True, None
+        return True, None, backlog
     resumed = f"resuming from {valid[0].name}" if valid else "no valid checkpoint left; starting from epoch 1"
-    return True, "; ".join(skipped) + f"; {resumed}"
+    return True, "; ".join(skipped) + f"; {resumed}", backlog
 
 
 def _stored_checkpoints(checkpoint, trial_uri: str | None) -> list[tuple[pyarrow.fs.FileSystem, str]]:
