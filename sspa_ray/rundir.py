@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +18,12 @@ def check_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str = "
     """
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--out {path} is a file: give a directory")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        reason = os.strerror(errno.ENOTDIR if not existing.is_dir() else errno.EACCES)
+        raise RunDirError(f"--out {path} is not writable ({reason}); choose another directory")
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise RunDirError(f"--out {path} already exists: add --resume to continue it or --overwrite to replace it")
