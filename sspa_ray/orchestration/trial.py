@@ -237,13 +237,15 @@ def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, st
 def _stored_checkpoints(checkpoint, trial_uri: str | None) -> list[tuple[pyarrow.fs.FileSystem, str]]:
     """The ``epoch_NNNN`` folders in the trial's checkpoint directories, oldest directory first."""
     places = []
-    if checkpoint is not None:  # the reported one and its siblings (a TorchTrainer's run folder)
-        places.append((checkpoint.filesystem, str(Path(checkpoint.path).parent)))
+    if checkpoint is not None:
+        # The reported one and its siblings: Tune names them checkpoint_NNNNNN, a TorchTrainer run
+        # folder epoch_NNNN (the checkpoint_dir_name it is given); either way they sort by age.
+        places.append((checkpoint.filesystem, str(Path(checkpoint.path).parent), ""))
     if trial_uri:
-        places.append(storage_filesystem(trial_uri))
+        places.append((*storage_filesystem(trial_uri), "checkpoint_"))
     seen, folders = set(), []
-    for filesystem, root in places:
-        for ckpt in sorted(_subdirs(filesystem, root, "checkpoint_")):
+    for filesystem, root, prefix in places:
+        for ckpt in sorted(_subdirs(filesystem, root, prefix)):
             for epoch in _subdirs(filesystem, ckpt, "epoch_"):
                 if epoch not in seen:
                     seen.add(epoch)
