@@ -38,10 +38,8 @@ from sspa_ray.engine.checkpoint import latest_checkpoint
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.progress import NOTICE, TrialGauges
 from sspa_ray.orchestration.storage import StorageFull, storage_errno, storage_filesystem
+from sspa_ray.outputs import CHECKPOINTS_DIR, LOG_FILE, RUN_OUTPUTS
 
-# Files of a finished run that are copied next to the trial's Tune results in storage.
-LOG_FILE = "train.log"
-OUTPUT_FILES = ("metrics.json", "selection.csv", LOG_FILE)
 DIVERGED = "diverged"
 # Reported checkpoints kept per trial: restoring needs the newest, the one before covers a newest
 # one that was cut off mid-upload.
@@ -211,7 +209,7 @@ def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, st
         _fetch(trial_uri, LOG_FILE, run_dir)  # a resumed trial's log keeps its earlier lines
     if not found:
         return False, None, []
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = run_dir / CHECKPOINTS_DIR
     shutil.rmtree(checkpoints, ignore_errors=True)
     checkpoints.mkdir()
     for filesystem, path in found:  # oldest checkpoint first: a newer copy of an epoch wins
@@ -349,7 +347,7 @@ def _diverged_metrics(exc: TrainingDiverged) -> dict[str, Any]:
     return {DIVERGED: 1, "epoch": int(exc.epoch), "loss": float(exc.loss), **{m: math.nan for m in _METRICS}}
 
 
-def _publish(run_dir: Path, outputs_uri: str, names: tuple[str, ...] = OUTPUT_FILES) -> None:
+def _publish(run_dir: Path, outputs_uri: str, names: tuple[str, ...] = RUN_OUTPUTS) -> None:
     """Copy the run's metrics.json, selection.csv and log next to the trial's results in storage."""
     filesystem, root = storage_filesystem(outputs_uri)
     filesystem.create_dir(root, recursive=True)
