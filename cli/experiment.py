@@ -129,9 +129,7 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         if overrides.get(key) and overrides[key] != SYNTHETIC_PRETRAINED:
             overrides[key] = str(Path(overrides[key]).expanduser().resolve())
     target = coerce("data.target", overrides.pop("data.target", target) or "synthetic")
-    note = selection_note(target, overrides)
-    if note:
-        click.echo(note)
+    shortened = selection_note(target, overrides)
     resources = Resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                           workers_per_trial=workers_per_trial, max_concurrent=max_concurrent,
                           max_failures=max_failures)
@@ -145,10 +143,11 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
                      resources=resources)
     if throughput is not None and (throughput <= 0 or not dry_run):
         raise UserError(f"--throughput {throughput:g} is invalid: give images per second > 0, with --dry-run")
-    for note in plan.notes:
-        click.echo(note, err=True)
     plan.loggers = chosen_loggers
+    # Warnings come after every check, so that bad input stays one line.
+    notes = [shortened, *plan.notes] if shortened else list(plan.notes)
     if dry_run:
+        _echo_notes(notes)
         from sspa_ray.orchestration.dryrun import describe_plan
 
         describe_plan(plan, throughput=throughput, log=click.echo)
@@ -157,10 +156,12 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         from sspa_ray.orchestration.jobs import submit_experiment
 
         # The job re-checks --out on the head node, where the experiment lives.
+        _echo_notes(notes)
         submit_experiment(address, _job_argv(click.get_current_context(), plan), plan, log=click.echo)
         return
     fresh = not resume and not plan.out.exists()
     plan.prepare_out(resume=resume, overwrite=overwrite)
+    _echo_notes(notes)
     plan.prepare_backbones()
     if address is None:
         isolate_local_ray()  # Ray reads its node address settings when it is first imported
@@ -179,6 +180,11 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     if (frame["status"] == "errored").any():
         click.echo("some trials errored after their retries; see the error column of results.parquet", err=True)
         sys.exit(1)
+
+
+def _echo_notes(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(note, err=True)
 
 
 _JOB_URL = ("http://", "https://")
