@@ -186,10 +186,11 @@ def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoi
 def test_tune_with_asha_and_train_workers_ends_every_trial_completed_or_stopped(local_ray, tmp_path):
     # ASHA stops trials (at the latest at max_t) while their thread still sits in
     # TorchTrainer.fit(); a reused trial actor then failed reset_config and Tune marked the next
-    # trial ERROR without retrying it. The real `sspa-ray tune` command, 4 trials of 1 worker.
+    # trial ERROR without retrying it. The real `sspa-ray tune` command, 4 trials of 1 worker. Its
+    # only rung (epoch 2) lies in the PA stage: a rung inside the SS stage is refused before Ray.
     space = _space(tmp_path, "search: random\nnum_samples: 4\nmetric: accuracy\nscheduler: asha\n"
-                             "grace_period: 1\nreduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.001, 0.3]}\n"
-                             f"fixed:\n{TINY_YAML}")
+                             "grace_period: 2\nreduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.001, 0.3]}\n"
+                             f"fixed:\n{TINY_YAML.replace('train.epochs: 2', 'train.epochs: 3')}")
     result = CliRunner().invoke(cli, ["tune", str(space), "--target", "synthetic", "--out", str(tmp_path / "exp"),
                                       "--workers-per-trial", "1", "--max-failures", "0"])
     stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
