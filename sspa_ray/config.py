@@ -176,6 +176,7 @@ FIELDS: dict[str, dataclasses.Field] = {
 }
 KEYS: tuple[str, ...] = tuple(FIELDS)
 SELECTION_EPOCHS = "train.selection_epochs"
+CROP_PADDING = "data.crop_padding"
 # Keys that change what a run computes; the others (device, threads, ...) only change how fast.
 EXECUTION_KEYS = frozenset(
     {"train.device", "train.num_threads", "train.eval_batch_size", "train.data_on_device", "train.gpu_share",
@@ -310,7 +311,8 @@ def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config
 
     The target is taken from the last layer that sets ``data.target`` if `target` is None. When
     no layer sets ``train.selection_epochs``, it is at most half of ``train.epochs`` (the paper's
-    40 of 80), so that a shorter run (``--set train.epochs=4``) needs no second key.
+    40 of 80), so that a shorter run (``--set train.epochs=4``) needs no second key. A
+    ``data.crop_padding`` of -1 becomes the pixels it stands for (see crop_padding).
     """
     for layer in layers:
         if "data.target" in layer and layer["data.target"] is not None:
@@ -325,13 +327,28 @@ def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config
             cfg.set(key, value)
     if not any(SELECTION_EPOCHS in layer for layer in layers):
         cfg.set(SELECTION_EPOCHS, min(cfg.train.selection_epochs, cfg.train.epochs // 2))
+    # Resolved once, after every layer (a later one may set data.image_size), so that trial
+    # identities, checkpoints, results.parquet and the report's expected trials all hold the pixels.
+    cfg.set(CROP_PADDING, crop_padding(cfg))
     return cfg.validate()
 
 
-def crop_padding(cfg: Config) -> int:
-    """Pixels of padding of the random crop: ``data.crop_padding``, or image_size // 8 for -1."""
-    pad = cfg.data.crop_padding
-    return cfg.data.image_size // 8 if pad < 0 else pad
+def crop_padding(cfg: Config | Mapping[str, Any]) -> int:
+    """Pixels of padding of the random crop: ``data.crop_padding``, or image_size // 8 for -1.
+
+    `cfg` is a Config or a flat config: a checkpoint's or a results.parquet row written before
+    make_config resolved the -1, which upgrade_flat turns into the pixels used.
+    """
+    pad = cfg.get(CROP_PADDING)
+    return cfg.get("data.image_size") // 8 if pad < 0 else pad
+
+
+def upgrade_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat config of an earlier version as make_config builds it now (data.crop_padding in pixels)."""
+    out = dict(flat)
+    if CROP_PADDING in out and "data.image_size" in out:
+        out[CROP_PADDING] = crop_padding(out)
+    return out
 
 
 def selection_note(target: str | None, sets: Mapping[str, Any]) -> str | None:

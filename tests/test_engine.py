@@ -17,7 +17,7 @@ from sspa_ray.config import make_config
 from sspa_ray.data import JointData, Split
 from sspa_ray.data.augment import augment, normalize
 from sspa_ray.engine import TrainingDiverged, TrainingOutOfMemory, fit
-from sspa_ray.engine.checkpoint import latest_checkpoint, load_checkpoint
+from sspa_ray.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from sspa_ray.engine.loop import Trainer
 from sspa_ray.engine.metrics import classification_metrics, selection_metrics
 from sspa_ray.errors import ConfigError
@@ -196,6 +196,24 @@ def test_resume_refuses_a_different_config(reference, tmp_path):
     _, ref_run, _ = reference
     with pytest.raises(ConfigError, match="pam.alpha"):
         fit(config(pam__alpha=2.0), ref_run, data=easy_data(), resume=True, log=lambda _: None)
+
+
+def test_resume_accepts_a_checkpoint_that_holds_crop_padding_minus_one(reference, tmp_path):
+    # Earlier versions wrote the config's data.crop_padding as -1 ("image_size // 8"); make_config
+    # now gives the pixels, 2 at 16 px. Such a checkpoint resumes and ends as the uninterrupted run.
+    expected, ref_run, _ = reference
+    assert config().data.crop_padding == 16 // 8
+    state = load_checkpoint(ref_run / "checkpoints" / "epoch_0003")
+    state["config"]["data.crop_padding"] = -1
+    save_checkpoint(tmp_path / "checkpoints", 3, state)
+    lines = []
+    resumed = fit(config(), tmp_path, data=easy_data(), resume=True, log=lines.append)
+    assert "resuming from epoch_0003" in lines
+    assert without_timing(resumed) == without_timing(expected)
+    state["config"]["data.crop_padding"] = 3  # another padding is another run
+    save_checkpoint(tmp_path / "other" / "checkpoints", 3, state)
+    with pytest.raises(ConfigError, match="data.crop_padding=3"):
+        fit(config(), tmp_path / "other", data=easy_data(), resume=True, log=lambda _: None)
 
 
 @pytest.mark.parametrize(

@@ -416,6 +416,7 @@ def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ra
     assert "train.selection_epochs defaults to half of it, 1 (not 6)" in result.output
     stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
     assert (stored["train.selection_epochs"] == 1).all() and (stored["epochs_done"] == 2).all()
+    assert (stored["data.crop_padding"] == 32 // 8).all()  # the pixels used, not -1 ("derived")
     modules = ["modules.ssm", "modules.fix_target", "modules.moe", "modules.pam"]
     assert {*modules, "accuracy", "macro_precision", "macro_recall", "macro_f1"} <= set(stored.columns)
     patterns = {tuple(row) for row in stored[modules].itertuples(index=False)}
@@ -424,6 +425,7 @@ def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ra
     assert (stored["status"] == "completed").all() and (stored["model.backbone"] == "small").all()
     table = (tmp_path / "exp" / "table.md").read_text()
     assert table.count("✓") == sum(sum(p) for p in patterns)
+    assert (pd.read_csv(tmp_path / "exp" / "table.csv")["pending"] == 0).all()  # completed trials matched
     for name in ("table.csv", "table.tex", "modules.png", "claims.md", "claims.csv", "selection.png",
                  "selection_gallery.png"):
         assert (tmp_path / "exp" / name).is_file()

@@ -263,6 +263,21 @@ def test_paper_numbers_are_matched_on_the_configuration_not_the_row(tmp_path, pr
         assert "91.34" not in md and "moe.experts 5 (paper 1)" in md
 
 
+def test_results_of_an_earlier_version_with_crop_padding_minus_one_render_without_pending(tmp_path):
+    # Earlier versions stored data.crop_padding as -1 ("image_size // 8"); now a trial's config
+    # holds the pixels (28 at 224 px), so the reader must upgrade the old rows before matching.
+    spec = load_ablation("modules")
+    records = [{**record("rafdb", t.overrides, row=t.row, value=0.8), "data.crop_padding": -1}
+               for t in spec.trials("rafdb", {})]
+    out = experiment(tmp_path, "modules", "rafdb", records)
+    written = render_experiment(out)
+    table = pd.read_csv(written["csv"])
+    assert len(table) == len(records) and (table["pending"] == 0).all()  # one seed: a row per trial
+    assert (table["accuracy.n"] == 1).all()
+    assert table["paper.accuracy_pct"].notna().sum() == 18  # the paper's numbers still match
+    assert "pending" not in written["md"].read_text()
+
+
 def test_tune_table_notes_carry_optuna_parameter_importance(tmp_path):
     # The metric follows pam.alpha and ignores train.lr: alpha must rank first.
     records = [record("synthetic", {"pam.alpha": a, "train.lr": lr}, row=-1, value=0.5 + a / 100)

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from sspa_ray.config import EXECUTION_KEYS, crop_padding
+from sspa_ray.config import EXECUTION_KEYS, crop_padding, upgrade_flat
 from sspa_ray.data.augment import augment, normalize
 from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import atomic_write_text, latest_checkpoint, prune_checkpoints, save_checkpoint
@@ -290,11 +290,12 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         current = self.cfg.to_flat()
-        changed = [key for key, value in state["config"].items() if key not in EXECUTION_KEYS and current.get(key) != value]
+        saved = upgrade_flat(state["config"])  # a checkpoint of an earlier version may hold crop padding -1
+        changed = [key for key, value in saved.items() if key not in EXECUTION_KEYS and current.get(key) != value]
         if changed:
             key = changed[0]
             raise ConfigError(
-                f"the checkpoint was written with {key}={state['config'][key]!r}, not {self.cfg.get(key)!r}; "
+                f"the checkpoint was written with {key}={saved[key]!r}, not {self.cfg.get(key)!r}; "
                 "resume with the run's own config"
             )
         self.model.load_state_dict(state["model"])
