@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from sspa_ray.cli.main import cli
 from sspa_ray.config import KEYS
 from sspa_ray.engine import fit
-from sspa_ray.orchestration.cluster import ClusterOptions, token_path
+from sspa_ray.orchestration.cluster import ClusterOptions, free_port, token_path
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.specs.ablation import load_ablation
@@ -187,9 +187,10 @@ def test_tune_with_asha_and_train_workers_ends_every_trial_completed_or_stopped(
     # ASHA stops trials (at the latest at max_t) while their thread still sits in
     # TorchTrainer.fit(); a reused trial actor then failed reset_config and Tune marked the next
     # trial ERROR without retrying it. The real `sspa-ray tune` command, 4 trials of 1 worker.
+    # A rung after the SS stage (epoch 2 of 3): a rung inside it is refused before Ray starts.
     space = _space(tmp_path, "search: random\nnum_samples: 4\nmetric: accuracy\nscheduler: asha\n"
-                             "grace_period: 1\nreduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.001, 0.3]}\n"
-                             f"fixed:\n{TINY_YAML}")
+                             "grace_period: 2\nreduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.001, 0.3]}\n"
+                             "fixed:\n  data.synthetic_scale: 0.1\n  train.epochs: 3\n  train.selection_epochs: 1\n  model.pretrained: none\n")
     result = CliRunner().invoke(cli, ["tune", str(space), "--target", "synthetic", "--out", str(tmp_path / "exp"),
                                       "--workers-per-trial", "1", "--max-failures", "0"])
     stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
@@ -308,7 +309,9 @@ def killed_sweep(tmp_path_factory):
     argv = ["tune", str(space), "--out", str(out), "--max-concurrent", "1"]
     log = tmp / "driver.log"
     with open(log, "w") as sink:
-        driver = subprocess.Popen([*SSPA, *argv, "--dashboard"], stdout=sink, stderr=subprocess.STDOUT,
+        # A free port: 8265 may be another user's dashboard, and a busy port is refused.
+        driver = subprocess.Popen([*SSPA, *argv, "--dashboard-port", str(free_port())], stdout=sink,
+                                  stderr=subprocess.STDOUT,
                                   start_new_session=True)
     seen = {"argv": argv, "out": out, "space": space}
     try:
@@ -396,7 +399,7 @@ def test_cli_refuses_to_reuse_or_resume_the_wrong_directory(tmp_path):
 
 def test_exposed_dashboard_warns_about_shadowray():
     assert ClusterOptions(dashboard=True).exposed is False
-    exposed = ClusterOptions(dashboard=True, dashboard_host="0.0.0.0").check()
+    exposed = ClusterOptions(dashboard=True, dashboard_host="0.0.0.0", dashboard_port=free_port("0.0.0.0")).check()
     assert exposed.exposed
     from sspa_ray.orchestration.cluster import exposure_warning
 
