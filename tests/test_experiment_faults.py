@@ -24,7 +24,7 @@ import pytest
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "best.accuracy", "best.epoch", "epochs_done"]
 SPACE = ("name: faults\nspace:\n  pam.alpha: {grid: [1, 4]}\nfixed:\n  data.synthetic_scale: 0.1\n"
-         "  train.epochs: 4\n  train.selection_epochs: 1\n")
+         "  train.epochs: 4\n  train.selection_epochs: 1\n  model.pretrained: none\n")
 
 
 def _space(tmp: Path) -> Path:

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from sspa_ray.cli.main import cli
 from sspa_ray.config import KEYS
 from sspa_ray.engine import fit
-from sspa_ray.orchestration.cluster import ClusterOptions, token_path
+from sspa_ray.orchestration.cluster import ClusterOptions, free_port, token_path
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.specs.ablation import load_ablation
@@ -309,7 +309,9 @@ def killed_sweep(tmp_path_factory):
     argv = ["tune", str(space), "--out", str(out), "--max-concurrent", "1"]
     log = tmp / "driver.log"
     with open(log, "w") as sink:
-        driver = subprocess.Popen([*SSPA, *argv, "--dashboard"], stdout=sink, stderr=subprocess.STDOUT,
+        # A free port: 8265 may be another user's dashboard, and a busy port is refused.
+        driver = subprocess.Popen([*SSPA, *argv, "--dashboard-port", str(free_port())], stdout=sink,
+                                  stderr=subprocess.STDOUT,
                                   start_new_session=True)
     seen = {"argv": argv, "out": out, "space": space}
     try:
@@ -397,7 +399,7 @@ def test_cli_refuses_to_reuse_or_resume_the_wrong_directory(tmp_path):
 
 def test_exposed_dashboard_warns_about_shadowray():
     assert ClusterOptions(dashboard=True).exposed is False
-    exposed = ClusterOptions(dashboard=True, dashboard_host="0.0.0.0").check()
+    exposed = ClusterOptions(dashboard=True, dashboard_host="0.0.0.0", dashboard_port=free_port("0.0.0.0")).check()
     assert exposed.exposed
     from sspa_ray.orchestration.cluster import exposure_warning
 
