@@ -16,6 +16,7 @@ import click
 
 from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce, parse_sets, selection_note
 from sspa_ray.errors import Interrupted, UserError
+from sspa_ray.outputs import RESULTS_FILE, Status
 from sspa_ray.tracking import LOGGERS, check_loggers
 
 _PATH_KEYS = ("data.root", "model.pretrained")
@@ -177,8 +178,8 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         if fresh and not any(Path(plan.experiment_path).glob("*/checkpoint_*")):
             shutil.rmtree(plan.out, ignore_errors=True)  # nothing was computed: leave no half-made --out
         raise
-    if (frame["status"] == "errored").any():
-        click.echo("some trials errored after their retries; see the error column of results.parquet", err=True)
+    if (frame["status"] == Status.ERRORED).any():
+        click.echo(f"some trials errored after their retries; see the error column of {RESULTS_FILE}", err=True)
         sys.exit(1)
 
 
@@ -242,7 +243,7 @@ def _stopped_error(stopped) -> UserError:
 
     frame = stopped.frame
     counts = frame["status"].value_counts().to_dict() if frame is not None else {}
-    finished = sum(n for status, n in counts.items() if status != "pending")
+    finished = sum(n for status, n in counts.items() if status != Status.PENDING)
     total = max(stopped.trials, len(frame) if frame is not None else 0)
     resume = f"continue with: {_resume_command()}"
     if stopped.signum is not None:

@@ -10,10 +10,9 @@ import click
 
 from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets, selection_note
 from sspa_ray.errors import ConfigError, RunDirError
+from sspa_ray.outputs import CONFIG_FILE, METRICS_FILE
 from sspa_ray.rundir import check_new_run_dir, prepare_new_run_dir
 from sspa_ray.tracking import LOGGERS, RunTrackers, check_loggers
-
-CONFIG_FILE = "config.json"
 
 
 def _read_run_config(run_dir: Path):
@@ -96,6 +95,6 @@ def train(target, aux, data_root, sets, out, resume, overwrite, loggers):
     click.echo(
         f"final: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"(best accuracy {metrics['best']['accuracy']:.4f} at epoch {metrics['best']['epoch']}, selected on test) "
-        f"-> {run_dir / 'metrics.json'}"
+        f"-> {run_dir / METRICS_FILE}"
     )
 

@@ -11,12 +11,12 @@ search-space / ablation row values < ``--set``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from sspa_ray.errors import ConfigError
+from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
 
 TARGETS = ("synthetic", "rafdb", "caers")
 AUX_DATASETS = ("affectnet", "none")
@@ -193,8 +193,7 @@ def _split(key: str) -> tuple[str, str]:
 def check_key(key: str) -> None:
     if key in FIELDS:
         return
-    near = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
-    hint = f"did you mean {near[0]}?" if near else "see `sspa-ray keys` for the list"
+    hint = did_you_mean(key, KEYS, otherwise="see `sspa-ray keys` for the list")
     raise ConfigError(f"unknown config key '{key}': {hint}")
 
 
@@ -272,10 +271,8 @@ def coerce(key: str, value: Any) -> Any:
         if not isinstance(value, (str, int, float)):
             raise bad()
     if meta["choices"] and out not in meta["choices"]:
-        near = difflib.get_close_matches(str(out), meta["choices"], n=1, cutoff=0.5)
-        raise ConfigError(
-            f"{key}={value!r} is invalid: expected {allowed(key)}" + (f" (did you mean {near[0]}?)" if near else "")
-        )
+        near = did_you_mean(out, meta["choices"], cutoff=CHOICE_CUTOFF)
+        raise ConfigError(f"{key}={value!r} is invalid: expected {allowed(key)}" + (f" ({near})" if near else ""))
     lo, hi = meta["lo"], meta["hi"]
     if lo is not None and (out < lo or (meta["lo_open"] and out == lo)):
         raise bad(" (out of range)")

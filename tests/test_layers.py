@@ -1,5 +1,5 @@
 """The tree is the architecture: each layer imports only the layers above it (ARCHITECTURE.md), the
-engine and the trial processes stay light."""
+engine and the trial processes stay light, and the output vocabulary is defined once (outputs.py)."""
 
 import ast
 import json
@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sspa_ray import outputs
 
 REPO = Path(__file__).resolve().parents[1]
 # ARCHITECTURE.md's layer list, top to bottom; `cli/` installs as sspa_ray.cli.
@@ -65,3 +66,20 @@ def test_the_engine_loads_no_ray_no_scipy_optimize_and_no_matplotlib():
 def test_a_trial_process_loads_no_matplotlib():
     loaded = _loaded_after("sspa_ray.orchestration.trial")
     assert "ray" in loaded and not {m for m in loaded if m.split(".")[0] == "matplotlib"}
+
+
+def test_the_output_vocabulary_is_defined_once():
+    # File names, statuses, stages and the metric tuple appear as literals only in outputs.py.
+    words = {v for k, v in vars(outputs).items() if k.isupper() and isinstance(v, str) and v not in outputs.METRICS}
+    words |= {s.value for s in outputs.Status} | {s.value for s in outputs.Stage}
+    found = []
+    for root in ("sspa_ray", "cli"):
+        for path in sorted((REPO / root).rglob("*.py")):
+            if path.name == "outputs.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Tuple) and [getattr(e, "value", None) for e in node.elts] == list(outputs.METRICS):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: the metric tuple")
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in words:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not found, found

@@ -47,9 +47,7 @@ from sspa_ray.engine.selection import SampleSelector, horizon_warning
 from sspa_ray.errors import ConfigError
 from sspa_ray.labels import CLASSES, NUM_CLASSES
 from sspa_ray.model import build_model, expert_probabilities
-
-SCORES = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
-
+from sspa_ray.outputs import CHECKPOINTS_DIR, METRICS, METRICS_FILE, SELECTION_FILE, Stage
 
 class TrainingDiverged(RuntimeError):
     """The epoch's loss was NaN or infinite."""
@@ -312,7 +310,7 @@ class Trainer:
     # ---- the run ---------------------------------------------------------------------------
     def run(self, *, report: Callable[[dict, Path | None], None] | None = None, resume: bool = False) -> dict:
         cfg, t = self.cfg, self.cfg.train
-        checkpoints = self.run_dir / "checkpoints"
+        checkpoints = self.run_dir / CHECKPOINTS_DIR
         if resume:
             found = latest_checkpoint(checkpoints, self.log)
             if found:
@@ -333,13 +331,13 @@ class Trainer:
             self._write_selection(clean)
 
         while self.epoch < t.epochs:
-            stage = "SS" if self.epoch < t.selection_epochs else "PA"
-            if stage == "PA" and self.epoch == t.selection_epochs:
+            stage = Stage.SS if self.epoch < t.selection_epochs else Stage.PA
+            if stage == Stage.PA and self.epoch == t.selection_epochs:
                 _faults.kill_point("stage_switch")
             plan = self._plan(stage, clean)
             started = time.perf_counter()
             loss = self._train_epoch(model, plan, stage)
-            if stage == "SS" and cfg.modules.ssm:
+            if stage == Stage.SS and cfg.modules.ssm:
                 self.selector.end_epoch()
             clean = self.selector.clean.cpu().numpy()
             seconds = time.perf_counter() - started
@@ -354,7 +352,7 @@ class Trainer:
             if self.is_main:
                 if self.epoch == t.selection_epochs:
                     self._write_selection(clean)
-                atomic_write_text(self.run_dir / "metrics.json", json.dumps(self.summary(), indent=1) + "\n")
+                atomic_write_text(self.run_dir / METRICS_FILE, json.dumps(self.summary(), indent=1) + "\n")
                 written = save_checkpoint(checkpoints, self.epoch, self.state_dict())
             if report is not None:
                 report(dict(record), written)
@@ -377,7 +375,7 @@ class Trainer:
         order = np.random.default_rng([t.seed, self.epoch, 0]).permutation(self.num_samples)
         every_rank = order[: self.steps * t.batch_size].reshape(self.steps, self.world.size, self.local_batch)
         ids = np.ascontiguousarray(every_rank[:, self.world.rank])
-        pam = stage == "PA" and cfg.modules.pam
+        pam = stage == Stage.PA and cfg.modules.pam
         # The weights of every rank's share are known here, so the global count needs no sync.
         weighted = trained_mask(clean[every_rank]) if pam else clean[every_rank]
         norm = np.maximum(weighted.sum(axis=(1, 2)), 1) / self.world.size
@@ -403,7 +401,7 @@ class Trainer:
     def _train_epoch(self, model: torch.nn.Module, plan: _Plan, stage: str) -> float:
         """One epoch of steps; returns the mean loss over the trained samples (one host sync)."""
         t = self.cfg.train
-        observe = stage == "SS" and self.cfg.modules.ssm
+        observe = stage == Stage.SS and self.cfg.modules.ssm
         k = self.cfg.experts
         generator = torch.Generator(device=self.device)
         generator.manual_seed(_seed(t.seed, self.epoch, 2, self.world.rank))
@@ -475,10 +473,10 @@ class Trainer:
         selection = self._aux_selection(clean)
         record = {
             "epoch": self.epoch,
-            "stage": stage,
+            "stage": Stage(stage).value,
             "loss": loss,
             "clean_share": selection["clean_share"] if selection else None,
-            **{key: self.last_eval[key] for key in SCORES},
+            **{key: self.last_eval[key] for key in METRICS},
             "img_per_s": img_per_s,
         }
         if selection and "precision" in selection:
@@ -498,12 +496,12 @@ class Trainer:
         """The content of metrics.json: the final epoch's figures, the best epoch, the history."""
         final = self.history[-1]
         best = max(self.history, key=lambda r: r["accuracy"])  # first of equals
-        out = {key: final[key] for key in SCORES}
+        out = {key: final[key] for key in METRICS}
         out.update(
             epochs_done=self.epoch,
             epochs=self.cfg.train.epochs,
             clean_share=final["clean_share"],
-            best={**{key: best[key] for key in ("epoch", *SCORES)}, "selected_on": "test"},
+            best={**{key: best[key] for key in ("epoch", *METRICS)}, "selected_on": "test"},
             per_class=self.last_eval["per_class"],
             confusion=self.last_eval["confusion"],
         )
@@ -522,7 +520,7 @@ class Trainer:
         writer = csv.writer(rows, lineterminator="\n")
         writer.writerow(["path", "source", "label", "clean"])
         writer.writerows(zip(paths, sources, np.array(CLASSES)[self.labels], clean.astype(int)))
-        atomic_write_text(self.run_dir / "selection.csv", rows.getvalue())
+        atomic_write_text(self.run_dir / SELECTION_FILE, rows.getvalue())
 
 
 def fit(cfg, run_dir, *, data=None, report=None, resume: bool = False, log: Callable[[str], None] = print) -> dict:

@@ -22,15 +22,13 @@ from sspa_ray.data import data_root, read_listing
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
+from sspa_ray.outputs import PLAN_FILE, SPEC_FILE
 from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
 from sspa_ray.specs.search_space import NAME_PATTERN, SearchSpace
 from sspa_ray.specs.suite import Suite, feeds_text
 from sspa_ray.tracking import DEFAULT_LOGGERS
 
-PLAN_FILE = "experiment.json"
-SPEC_FILE = "spec.yaml"
-RESULTS_FILE = "results.parquet"
 # Ray's experiment state lives here when --storage is not given.
 DEFAULT_STORAGE_DIR = "ray"
 # Ray's Repeater (Optuna with --seeds) numbers the replicas of a suggestion under this config key

@@ -38,13 +38,11 @@ from sspa_ray.engine.checkpoint import latest_checkpoint
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.progress import NOTICE, TrialGauges
 from sspa_ray.orchestration.storage import StorageFull, storage_errno, storage_filesystem
-from sspa_ray.outputs import CHECKPOINTS_DIR, LOG_FILE, RUN_OUTPUTS
+from sspa_ray.outputs import CHECKPOINTS_DIR, DIVERGED_KEY, LOG_FILE, METRICS, RUN_OUTPUTS
 
-DIVERGED = "diverged"
 # Reported checkpoints kept per trial: restoring needs the newest, the one before covers a newest
 # one that was cut off mid-upload.
 CHECKPOINTS_KEPT = 2
-_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 # What a trial that drives a TorchTrainer asks for itself; its workers get the rest of
 # --cpus-per-trial, so that N trials of C CPUs fit on N * C CPUs.
 DRIVER_CPU = 0.01
@@ -313,7 +311,7 @@ class _log_file:
     """
 
     def __init__(self, run_dir: Path, capture_output: bool, prefix: str | None = None):
-        self.path = run_dir / "train.log"
+        self.path = run_dir / LOG_FILE
         self.capture_output = capture_output
         self.prefix = prefix
 
@@ -344,7 +342,7 @@ def _where(who: str, restored: bool) -> str:
 
 def _diverged_metrics(exc: TrainingDiverged) -> dict[str, Any]:
     # NaN metrics: Optuna records the trial as failed and ASHA ignores it, instead of ranking it.
-    return {DIVERGED: 1, "epoch": int(exc.epoch), "loss": float(exc.loss), **{m: math.nan for m in _METRICS}}
+    return {DIVERGED_KEY: 1, "epoch": int(exc.epoch), "loss": float(exc.loss), **{m: math.nan for m in METRICS}}
 
 
 def _publish(run_dir: Path, outputs_uri: str, names: tuple[str, ...] = RUN_OUTPUTS) -> None:

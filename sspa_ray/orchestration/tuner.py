@@ -44,6 +44,7 @@ from sspa_ray.orchestration.results import collect, write_results
 from sspa_ray.orchestration.stop import _TUNE_SIGINT_ENV, ExperimentStopped, StopGuard
 from sspa_ray.orchestration.storage import storage_filesystem
 from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, DRIVER_CPU, run_trial
+from sspa_ray.outputs import RESULTS_FILE, TABLE_STEM
 from sspa_ray.specs.search_space import Distribution
 
 assert REPEAT_INDEX == TRIAL_INDEX, "plan.py names Ray's Repeater index without importing Ray"
@@ -93,7 +94,7 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
             raise
         frame = write_results(plan)
     log(f"{len(frame)} trials: " + ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()))
-    log(f"results: {plan.out / 'results.parquet'}  tables: {plan.out / 'table.md'}")
+    log(f"results: {plan.out / RESULTS_FILE}  tables: {plan.out / TABLE_STEM}.md")
     return frame
 
 
