@@ -1,5 +1,5 @@
 """Shared set-up of the engine benchmarks: random data of a run's shape, Trainers on it, and
-interleaved timing of the Trainer's own epoch code (``_plan`` then ``_train_epoch``), so the
+interleaved timing of the Trainer's own epoch code (``plan`` then ``train_epoch``), so the
 figures measure the code users run, not a re-implementation of it.
 
 Imports only the engine, model, data and config layers (no Ray, no Optuna), so it runs on a GPU
@@ -81,14 +81,14 @@ class EngineEpoch:
 
     def __init__(self, trainer: Trainer, stage: str):
         self.trainer, self.stage = trainer, stage
-        self.model = trainer._training_model()
+        self.model = trainer.training_model()
         # Without the SSM every sample stays clean, as in a real run.
         self.clean = fixed_clean_mask(trainer) if trainer.cfg.modules.ssm else trainer.selector.clean.cpu().numpy()
         self.steps, self.batch = trainer.steps, trainer.cfg.train.batch_size
 
     def __call__(self) -> float:
         t = self.trainer
-        loss = t._train_epoch(self.model, t._plan(self.stage, self.clean), self.stage)
+        loss = t.train_epoch(self.model, t.plan(self.stage, self.clean), self.stage)
         if self.stage == "SS" and t.cfg.modules.ssm:
             t.selector.end_epoch()
         return loss
@@ -125,7 +125,7 @@ class PlainEpoch:
         self.model.train()
         for step in range(self.steps):
             x = augment(t.train_images.take(order[step], ids[step]), generator, t.padding, channels_last=t.channels_last)
-            with t._autocast():
+            with t.autocast():
                 logits = self.model(x)
             loss = F.cross_entropy(logits.float(), t.labels_device[ids[step]])
             self.optimizer.zero_grad(set_to_none=True)

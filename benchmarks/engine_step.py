@@ -13,7 +13,7 @@ each epoch's time divided by the same round's plain epoch:
                epoch) and Mixup.
 
 All four use the same data, gather, on-device augmentation, precision and memory format. The
-engine epochs run through ``Trainer._plan`` and ``Trainer._train_epoch``, the code ``fit`` runs.
+engine epochs run through ``Trainer.plan`` and ``Trainer.train_epoch``, the code ``fit`` runs.
 
 Configurations: on the CPU, ``small`` at 32 px, batch 64, on data of the synthetic benchmark's
 size (the goal: SSPA-JT <= 1.10x plain), in NCHW and in channels_last memory, and ``resnet18`` at

@@ -8,7 +8,7 @@ CPU at toy sizes, to check the script; those figures mean nothing). It imports o
 data, model and engine layers, so it runs on a machine with torch, torchvision, scipy and pandas
 and no Ray.
 
-1. img/s of PA-stage epochs run by the engine's own code (``Trainer._plan`` + ``_train_epoch``:
+1. img/s of PA-stage epochs run by the engine's own code (``Trainer.plan`` + ``train_epoch``:
    augmentation, Mixup, MoE head, weighted CE, SGD) on random 224x224 images, for resnet18 and
    arm, batch 128 and 256, in cumulative setups:
      fp32                   batches gathered on the host, copied to the GPU every step

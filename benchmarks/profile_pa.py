@@ -3,8 +3,8 @@
     python -m benchmarks.profile_pa [--rows 15] [--threads 1]
 
 1. torch.profiler (CPU activities, plus CUDA ones when a GPU is visible) over one PA-stage epoch
-   as the engine runs it (``Trainer._plan``, which plans PAM on the host, then
-   ``Trainer._train_epoch``), with the synthetic benchmark's defaults: ``small``, 32 px,
+   as the engine runs it (``Trainer.plan``, which plans PAM on the host, then
+   ``Trainer.train_epoch``), with the synthetic benchmark's defaults: ``small``, 32 px,
    batch 64, data of the benchmark's size (3000 training images). Prints the top ops by self
    CPU time.
 2. The same epoch at batch 32 and at batch 128, both with 16 steps: the aten ops the profiler

@@ -245,12 +245,12 @@ def test_pa_stage_skips_noisy_samples_without_pam_and_mixes_them_with_pam(tmp_pa
     clean = np.zeros(trainer.num_samples, dtype=bool)
     clean[:100] = True
     trainer.epoch = 2
-    plan = trainer._plan("PA", clean)
+    plan = trainer.plan("PA", clean)
     assert plan.partner is None
     assert torch.equal(plan.weight.bool(), torch.from_numpy(clean[plan.ids_host]))
     with_pam = Trainer(config(), tmp_path, data=easy_data(), log=lambda _: None)
     with_pam.epoch = 2
-    plan = with_pam._plan("PA", clean)
+    plan = with_pam.plan("PA", clean)
     noisy = ~torch.from_numpy(clean[plan.ids_host])
     assert plan.weight.bool().all()  # every batch here has clean samples, so all are trained on
     assert (plan.lam[noisy] < 1).all() and (plan.lam[~noisy] == 1).all()
@@ -277,7 +277,7 @@ def test_out_of_memory_names_the_batch_size_and_the_fix(tmp_path, monkeypatch):
     def exhausted(self, *args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(Trainer, "_train_epoch", exhausted)
+    monkeypatch.setattr(Trainer, "train_epoch", exhausted)
     with pytest.raises(TrainingOutOfMemory) as info:
         fit(config(), tmp_path / "run", data=easy_data(), log=lambda _: None)
     message = str(info.value)
@@ -287,7 +287,7 @@ def test_out_of_memory_names_the_batch_size_and_the_fix(tmp_path, monkeypatch):
 
 def test_data_on_device_budgets_the_trials_gpu_share_and_counts_cached_memory(monkeypatch):
     # No GPU here: the allocator's numbers are mocked, the decision and its log line are real.
-    from sspa_ray.engine.loop import GIB, keep_data_on_device
+    from sspa_ray.engine.images import GIB, keep_data_on_device
 
     def gpu(free, total, reserved, allocated):
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free * GIB, total * GIB))
@@ -453,9 +453,9 @@ STEP_WORKER = textwrap.dedent(
         for i, layer in enumerate(seq):
             if isinstance(layer, nn.BatchNorm2d):
                 seq[i] = nn.Identity()
-    model = trainer._training_model()
+    model = trainer.training_model()
     for _ in range(2):
-        trainer._train_epoch(model, trainer._plan("SS", clean), "SS")
+        trainer.train_epoch(model, trainer.plan("SS", clean), "SS")
     out = {{"model": trainer.model.state_dict()}}
     if ranks > 1:
         # Every rank records the same two samples: their record must stay a mean, not a sum.

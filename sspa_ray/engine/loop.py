@@ -7,11 +7,16 @@ PAM replaces each batch's noisy samples by Mixups with clean ones (without PAM t
 loss weight). SGD with cosine decay to 0, stepped per optimiser step. The target's test split is
 evaluated after every epoch, and a checkpoint is written after every epoch.
 
-Hot path: each epoch's data order, PAM pairing and loss weights are planned on the host from
-CPU copies (the clean mask changes only between epochs) and sent to the device once per epoch;
-a step is then gather -> augment -> (mixup) -> forward/backward with fixed shapes, and the only
-host syncs are once per epoch (loss, SSM selection, evaluation). fp16 is the exception:
-GradScaler.step reads its inf/NaN flag on the host every step, which bf16 avoids.
+The parts live beside this file: the image store and device pick (images.py), the epoch's plan
+(epoch_plan.py), evaluation (evaluate.py), the run folder's files (run_files.py), RNG state
+(rng.py), checkpoints (checkpoint.py), and the test-only fault points (_faults.py, called only
+when a test sets their variables).
+
+Hot path: each epoch's data order, PAM pairing and loss weights are planned on the host
+(epoch_plan.py) and sent to the device once per epoch; a step is then gather -> augment ->
+(mixup) -> forward/backward with fixed shapes, and the only host syncs are once per epoch (loss,
+SSM selection, evaluation). fp16 is the exception: GradScaler.step reads its inf/NaN flag on the
+host every step, which bf16 avoids.
 
 Determinism: the data order, pairing and augmentation of epoch e are drawn from generators
 seeded with (train.seed, e[, rank]), so a run's position in the data is just its epoch count, and
@@ -21,9 +26,6 @@ a resumed run replays exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import random
 import shutil
@@ -37,17 +39,23 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from sspa_ray.config import EXECUTION_KEYS, crop_padding, upgrade_flat
-from sspa_ray.data.augment import augment, normalize
+from sspa_ray.config import EXECUTION_KEYS, Config, crop_padding, upgrade_flat
+from sspa_ray.data.augment import augment
 from sspa_ray.engine import _faults, pretrain
-from sspa_ray.engine.checkpoint import atomic_write_text, latest_checkpoint, prune_checkpoints, save_checkpoint
+from sspa_ray.engine.checkpoint import latest_checkpoint, prune_checkpoints, save_checkpoint
+from sspa_ray.engine.epoch_plan import EpochPlan, plan_epoch
+from sspa_ray.engine.evaluate import predict_classes
+from sspa_ray.engine.images import DeviceImages, keep_data_on_device, pick_device
 from sspa_ray.engine.metrics import classification_metrics, selection_metrics
-from sspa_ray.engine.pam import mixup, pair_plan, trained_mask
+from sspa_ray.engine.pam import mixup
+from sspa_ray.engine.rng import rng_state, seed_of, set_rng_state
+from sspa_ray.engine.run_files import write_metrics, write_selection
 from sspa_ray.engine.selection import SampleSelector, horizon_warning
 from sspa_ray.errors import ConfigError
-from sspa_ray.labels import CLASSES, NUM_CLASSES
-from sspa_ray.model import build_model, expert_probabilities
-from sspa_ray.outputs import CHECKPOINTS_DIR, METRICS, METRICS_FILE, SELECTION_FILE, Stage
+from sspa_ray.labels import NUM_CLASSES
+from sspa_ray.model import build_model
+from sspa_ray.outputs import BEST_BY, CHECKPOINTS_DIR, METRICS, Stage
+
 
 class TrainingDiverged(RuntimeError):
     """The epoch's loss was NaN or infinite."""
@@ -60,7 +68,7 @@ class TrainingDiverged(RuntimeError):
 class TrainingOutOfMemory(RuntimeError):
     """The device ran out of memory; the message says which batch size and what to try."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Config):
         t = cfg.train
         super().__init__(
             f"out of memory at train.batch_size={t.batch_size} (train.eval_batch_size={t.eval_batch_size}, "
@@ -85,118 +93,10 @@ class _World:
         return cls()
 
 
-def _pick_device(cfg) -> torch.device:
-    if cfg.train.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is visible; set train.device=auto or cpu")
-    if cfg.train.device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", torch.cuda.current_device())
-
-
-class _Images:
-    """uint8 NHWC images of one or more splits behind one index space.
-
-    On CUDA with ``train.data_on_device`` (and room for it) they are copied to the device once;
-    otherwise batches are gathered on the host (from the memory-mapped cache) and sent over.
-    """
-
-    def __init__(self, parts: list[np.ndarray], device: torch.device, resident: bool):
-        self.parts = parts
-        self.bounds = np.cumsum([0] + [len(p) for p in parts])
-        self.device = device
-        self.resident = None
-        if resident:
-            self.resident = torch.empty((int(self.bounds[-1]), *parts[0].shape[1:]), dtype=torch.uint8, device=device)
-            for part, start in zip(parts, self.bounds):
-                for a in range(0, len(part), 4096):
-                    chunk = np.array(part[a : a + 4096])
-                    self.resident[start + a : start + a + len(chunk)].copy_(torch.from_numpy(chunk))
-
-    def _send(self, batch: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor
-
-    def take(self, ids_host: np.ndarray, ids_device: torch.Tensor) -> torch.Tensor:
-        if self.resident is not None:
-            return self.resident[ids_device]
-        out = np.empty((len(ids_host), *self.parts[0].shape[1:]), dtype=np.uint8)
-        part_of = np.searchsorted(self.bounds, ids_host, side="right") - 1
-        for i, part in enumerate(self.parts):
-            mine = part_of == i
-            out[mine] = part[ids_host[mine] - self.bounds[i]]
-        return self._send(out)
-
-    def range(self, start: int, stop: int) -> torch.Tensor:
-        if self.resident is not None:
-            return self.resident[start:stop]
-        return self._send(np.array(self.parts[0][start:stop]))
-
-
-@dataclass
-class _Plan:
-    """One epoch of steps for this rank, all [steps, local_batch], on the device."""
-
-    ids: torch.Tensor  # training-sample ids
-    ids_host: np.ndarray
-    weight: torch.Tensor  # loss weight (0/1)
-    # [steps]: the divisor of each step's weighted CE sum. DDP averages the ranks' gradients, so
-    # each rank divides by (weighted samples of the whole global batch) / world size: every sample
-    # then weighs the same as on one device, whatever its rank's own count.
-    norm: torch.Tensor
-    partner: torch.Tensor | None = None  # PAM: position of the clean sample mixed in
-    lam: torch.Tensor | None = None  # PAM: its Mixup weight
-
-
-GIB = 2**30
-
-
-def keep_data_on_device(nbytes: int, device: torch.device, share: float) -> tuple[bool, str]:
-    """Whether the uint8 dataset (`nbytes`) is copied to the GPU, and a log line saying which path.
-
-    The budget is this run's `share` of the GPU (``train.gpu_share``; trials packed on one GPU all
-    start by seeing the whole free memory) and no more than is free to it: the driver's free
-    memory plus what PyTorch's allocator in this process holds unused (left by an earlier trial of
-    a reused process). Half the budget is left for the model, activations and the allocator.
-    """
-    free, total = torch.cuda.mem_get_info(device)
-    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    budget = min(share * total, free + cached)
-    fits = 2 * nbytes <= budget
-    where = "stays on the GPU" if fits else "stays on the host and each batch is copied over"
-    return fits, (f"train.data_on_device: the dataset ({nbytes / GIB:.2f} GiB) {where}; budget {budget / GIB:.2f} "
-                  f"GiB = min({share:g} of {total / GIB:.1f} GiB, {free / GIB:.1f} free + {cached / GIB:.1f} cached), "
-                  "the data may take half")
-
-
-def _seed(*words: int) -> int:
-    return int(np.random.SeedSequence(list(words)).generate_state(1)[0])
-
-
-def _rng_state() -> dict:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(state["python"])
-
-
 class Trainer:
     """One SSPA-JT run. ``fit()`` is the usual entry point; the object exposes its parts for tests."""
 
-    def __init__(self, cfg, run_dir, *, data=None, log: Callable[[str], None] = print):
+    def __init__(self, cfg: Config, run_dir, *, data=None, log: Callable[[str], None] = print):
         self.cfg = cfg.validate()
         self.run_dir = Path(run_dir)
         self.world = _World.current()
@@ -205,7 +105,7 @@ class Trainer:
         t = cfg.train
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
-        self.device = _pick_device(cfg)
+        self.device = pick_device(cfg)
         cuda = self.device.type == "cuda"
         # Honoured on the CPU too: oneDNN's channels_last kernels are faster there as well
         # (`small`'s step ~1.3x, its max-pool ~3x; benchmarks/engine_step.py).
@@ -227,8 +127,8 @@ class Trainer:
             resident, why = keep_data_on_device(sum(i.nbytes for i in images) + data.test.images.nbytes,
                                                 self.device, t.gpu_share)
             self.log(why)
-        self.train_images = _Images(images, self.device, resident)
-        self.test_images = _Images([data.test.images], self.device, resident)
+        self.train_images = DeviceImages(images, self.device, resident)
+        self.test_images = DeviceImages([data.test.images], self.device, resident)
         self.labels_device = torch.from_numpy(self.labels).to(self.device)
 
         if t.batch_size % self.world.size:
@@ -269,6 +169,7 @@ class Trainer:
         self.epoch = 0  # finished epochs
         self.history: list[dict] = []
         self.last_eval: dict = {}
+        self.faults = _faults.installed()  # None unless a test set SSPA_TEST_* variables
 
     # ---- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -281,7 +182,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "selector": self.selector.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "history": self.history,
             "last_eval": self.last_eval,
         }
@@ -302,7 +203,7 @@ class Trainer:
         if self.scaler:
             self.scaler.load_state_dict(state["scaler"])
         self.selector.load_state_dict(state["selector"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.history = list(state["history"])
         self.last_eval = dict(state["last_eval"])
@@ -325,18 +226,18 @@ class Trainer:
         warning = horizon_warning(cfg)
         if warning and self.is_main and self.epoch < t.selection_epochs:
             self.log(warning)
-        model = self._training_model()
+        model = self.training_model()
         clean = self.selector.clean.cpu().numpy()
         if self.epoch == 0 and t.selection_epochs == 0 and self.is_main:
-            self._write_selection(clean)
+            write_selection(self.run_dir, self.data, self.labels, clean)
 
         while self.epoch < t.epochs:
             stage = Stage.SS if self.epoch < t.selection_epochs else Stage.PA
-            if stage == Stage.PA and self.epoch == t.selection_epochs:
-                _faults.kill_point("stage_switch")
-            plan = self._plan(stage, clean)
+            if self.faults:
+                self.faults.epoch_start(self.epoch, first_pa=stage == Stage.PA and self.epoch == t.selection_epochs)
+            plan = self.plan(stage, clean)
             started = time.perf_counter()
-            loss = self._train_epoch(model, plan, stage)
+            loss = self.train_epoch(model, plan, stage)
             if stage == Stage.SS and cfg.modules.ssm:
                 self.selector.end_epoch()
             clean = self.selector.clean.cpu().numpy()
@@ -351,17 +252,19 @@ class Trainer:
             written = None
             if self.is_main:
                 if self.epoch == t.selection_epochs:
-                    self._write_selection(clean)
-                atomic_write_text(self.run_dir / METRICS_FILE, json.dumps(self.summary(), indent=1) + "\n")
+                    write_selection(self.run_dir, self.data, self.labels, clean)
+                write_metrics(self.run_dir, self.summary())
                 written = save_checkpoint(checkpoints, self.epoch, self.state_dict())
             if report is not None:
                 report(dict(record), written)
             if self.is_main:
                 prune_checkpoints(checkpoints, keep=2)
-            _faults.crash_point(self.epoch)
+            if self.faults:
+                self.faults.epoch_end(self.epoch)
         return self.summary()
 
-    def _training_model(self) -> torch.nn.Module:
+    def training_model(self) -> torch.nn.Module:
+        """The model the steps run: DDP-wrapped across workers and compiled when the config asks."""
         model = self.model
         if self.world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -370,46 +273,30 @@ class Trainer:
             model = torch.compile(model)
         return model
 
-    def _plan(self, stage: str, clean: np.ndarray) -> _Plan:
-        cfg, t = self.cfg, self.cfg.train
-        order = np.random.default_rng([t.seed, self.epoch, 0]).permutation(self.num_samples)
-        every_rank = order[: self.steps * t.batch_size].reshape(self.steps, self.world.size, self.local_batch)
-        ids = np.ascontiguousarray(every_rank[:, self.world.rank])
-        pam = stage == Stage.PA and cfg.modules.pam
-        # The weights of every rank's share are known here, so the global count needs no sync.
-        weighted = trained_mask(clean[every_rank]) if pam else clean[every_rank]
-        norm = np.maximum(weighted.sum(axis=(1, 2)), 1) / self.world.size
+    def plan(self, stage: str, clean: np.ndarray) -> EpochPlan:
+        """This rank's plan of the next epoch (``self.epoch``) from the clean mask after the last one."""
+        return plan_epoch(self.cfg, stage, self.epoch, clean, self.labels, steps=self.steps, rank=self.world.rank,
+                          world_size=self.world.size, device=self.device)
 
-        def send(array: np.ndarray, dtype=None) -> torch.Tensor:
-            return torch.from_numpy(array).to(self.device, dtype=dtype, non_blocking=True)
-
-        plan = _Plan(ids=send(ids), ids_host=ids, weight=send(clean[ids], torch.float32),
-                     norm=send(norm, torch.float32))
-        if pam:
-            rng = np.random.default_rng([t.seed, self.epoch, 1, self.world.rank])
-            partner, lam, trained = pair_plan(
-                self.labels[ids], clean[ids], NUM_CLASSES, cfg.pam.alpha, cfg.pam.beta, rng
-            )
-            plan.partner, plan.lam, plan.weight = send(partner), send(lam), send(trained, torch.float32)
-        return plan
-
-    def _autocast(self):
+    def autocast(self):
+        """The autocast context of the steps and the evaluation (none without train.precision on CUDA)."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
 
-    def _train_epoch(self, model: torch.nn.Module, plan: _Plan, stage: str) -> float:
+    def train_epoch(self, model: torch.nn.Module, plan: EpochPlan, stage: str) -> float:
         """One epoch of steps; returns the mean loss over the trained samples (one host sync)."""
         t = self.cfg.train
         observe = stage == Stage.SS and self.cfg.modules.ssm
         k = self.cfg.experts
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(_seed(t.seed, self.epoch, 2, self.world.rank))
+        generator.manual_seed(seed_of(t.seed, self.epoch, 2, self.world.rank))
         totals = torch.zeros(2, device=self.device)  # weighted CE sum, weight sum
+        halfway = self.steps // 2 if self.faults else -1
         model.train()
         for step in range(self.steps):
-            if step == self.steps // 2:
-                _faults.kill_point("mid_epoch", self.epoch + 1)
+            if step == halfway:
+                self.faults.halfway(self.epoch)
             ids = plan.ids[step]
             x = augment(self.train_images.take(plan.ids_host[step], ids), generator, self.padding,
                         channels_last=self.channels_last)
@@ -418,7 +305,7 @@ class Trainer:
                 partner = plan.partner[step]
                 x, y = mixup(x, partner, plan.lam[step]), y[partner]
             weight = plan.weight[step]
-            with self._autocast():
+            with self.autocast():
                 logits = model(x)
             # Mean over experts of the CE, averaged over the global batch's samples that count.
             ce = F.cross_entropy(logits.float().flatten(0, 1), y.repeat(k), reduction="none").view(k, -1).mean(0)
@@ -440,28 +327,10 @@ class Trainer:
             dist.all_reduce(totals)
         return (totals[0] / totals[1].clamp(min=1)).item()
 
-    @torch.no_grad()
     def _predict_test(self) -> np.ndarray:
-        """Predicted classes of the whole test split; ranks share the work and gather the result."""
-        n = len(self.data.test.labels)
-        share = -(-n // self.world.size)
-        start, stop = min(n, self.world.rank * share), min(n, (self.world.rank + 1) * share)
-        self.model.eval()
-        predictions = [torch.empty(0, dtype=torch.long, device=self.device)]
-        for a in range(start, stop, self.cfg.train.eval_batch_size):
-            b = min(stop, a + self.cfg.train.eval_batch_size)
-            x = normalize(self.test_images.range(a, b), channels_last=self.channels_last)
-            with self._autocast():
-                logits = self.model(x)
-            predictions.append(expert_probabilities(logits).argmax(dim=1))
-        local = torch.cat(predictions)
-        if self.world.distributed:
-            padded = torch.full((share,), -1, dtype=torch.long, device=self.device)
-            padded[: local.numel()] = local
-            gathered = [torch.empty_like(padded) for _ in range(self.world.size)]
-            dist.all_gather(gathered, padded)
-            local = torch.cat(gathered)[:n]
-        return local.cpu().numpy()
+        return predict_classes(self.model, self.test_images, len(self.data.test.labels),
+                               batch_size=self.cfg.train.eval_batch_size, rank=self.world.rank,
+                               world_size=self.world.size, channels_last=self.channels_last, autocast=self.autocast)
 
     # ---- outputs ---------------------------------------------------------------------------
     def _aux_selection(self, clean: np.ndarray) -> dict | None:
@@ -495,7 +364,7 @@ class Trainer:
     def summary(self) -> dict:
         """The content of metrics.json: the final epoch's figures, the best epoch, the history."""
         final = self.history[-1]
-        best = max(self.history, key=lambda r: r["accuracy"])  # first of equals
+        best = max(self.history, key=lambda r: r[BEST_BY])  # first of equals
         out = {key: final[key] for key in METRICS}
         out.update(
             epochs_done=self.epoch,
@@ -510,20 +379,8 @@ class Trainer:
         out["history"] = self.history
         return out
 
-    def _write_selection(self, clean: np.ndarray) -> None:
-        splits = [("target", self.data.target_train)]
-        if self.data.aux_train is not None:
-            splits.append(("aux", self.data.aux_train))
-        paths = [path for _, split in splits for path in split.paths]
-        sources = np.repeat([source for source, _ in splits], [len(split.labels) for _, split in splits])
-        rows = io.StringIO()
-        writer = csv.writer(rows, lineterminator="\n")
-        writer.writerow(["path", "source", "label", "clean"])
-        writer.writerows(zip(paths, sources, np.array(CLASSES)[self.labels], clean.astype(int)))
-        atomic_write_text(self.run_dir / SELECTION_FILE, rows.getvalue())
 
-
-def fit(cfg, run_dir, *, data=None, report=None, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+def fit(cfg: Config, run_dir, *, data=None, report=None, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train one configuration; see ARCHITECTURE.md ("engine -> orchestration") for the contract.
 
     Writes ``run_dir/metrics.json``, ``run_dir/selection.csv`` and ``run_dir/checkpoints/``.

@@ -16,7 +16,8 @@ import numpy as np
 
 from sspa_ray.config import Config, make_config
 from sspa_ray.data import JointData, Split
-from sspa_ray.engine.loop import _pick_device, fit
+from sspa_ray.engine.images import pick_device
+from sspa_ray.engine.loop import fit
 from sspa_ray.labels import NUM_CLASSES
 
 CPU_BURST_BATCH = 16
@@ -38,7 +39,7 @@ def _split(rng: np.random.Generator, n: int, size: int, name: str) -> Split:
 
 def measure(cfg: Config) -> Throughput:
     """Images per second of `cfg`'s training steps on this machine (see the module docstring)."""
-    device = _pick_device(cfg)
+    device = pick_device(cfg)
     size = cfg.data.image_size
     small = device.type != "cpu" or size <= CPU_FULL_BATCH_SIZE
     batch = cfg.train.batch_size if small else min(cfg.train.batch_size, CPU_BURST_BATCH)
