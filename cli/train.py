@@ -9,28 +9,18 @@ from pathlib import Path
 import click
 
 from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets, selection_note
-from sspa_ray.errors import ConfigError, RunDirError
+from sspa_ray.errors import ConfigError
 from sspa_ray.outputs import CONFIG_FILE, METRICS_FILE
-from sspa_ray.rundir import check_new_run_dir, prepare_new_run_dir
+from sspa_ray.rundir import check_new_run_dir, prepare_new_run_dir, read_run_config
 from sspa_ray.tracking import LOGGERS, RunTrackers, check_loggers
 
 
 def _read_run_config(run_dir: Path):
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise RunDirError(
-            f"--resume {run_dir}: no run there ({CONFIG_FILE} is missing); start one with --out {run_dir}"
-        )
-    try:
-        flat = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunDirError(
-            f"{path} is not valid JSON (line {exc.lineno}); restore it or start over with --overwrite"
-        ) from None
+    flat = read_run_config(run_dir)
     try:
         return from_flat(flat).validate()
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{run_dir / CONFIG_FILE}: {exc}") from None
 
 
 @click.command()

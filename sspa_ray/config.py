@@ -177,7 +177,8 @@ FIELDS: dict[str, dataclasses.Field] = {
 KEYS: tuple[str, ...] = tuple(FIELDS)
 SELECTION_EPOCHS = "train.selection_epochs"
 CROP_PADDING = "data.crop_padding"
-# Keys that change what a run computes; the others (device, threads, ...) only change how fast.
+# Keys that change only how a run executes (where, how fast, where its data lies), never what it
+# computes: a checkpoint may be resumed with other values of these, every other key must match.
 EXECUTION_KEYS = frozenset(
     {"train.device", "train.num_threads", "train.eval_batch_size", "train.data_on_device", "train.gpu_share",
      "data.root"}

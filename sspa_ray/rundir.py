@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
 
 from sspa_ray.errors import RunDirError
+from sspa_ray.outputs import CONFIG_FILE
 
 
 def check_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str = "run") -> None:
@@ -43,3 +45,14 @@ def prepare_new_run_dir(path: Path, *, marker: str, overwrite: bool, what: str =
         probe.unlink()
     except OSError as exc:
         raise RunDirError(f"--out {path} is not writable ({exc.strerror}); choose another directory") from None
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """The flat config a `train` run folder was started with (its CONFIG_FILE, also its resume marker)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(f"--resume {run_dir}: no run there ({CONFIG_FILE} is missing); start one with --out {run_dir}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is not valid JSON (line {exc.lineno}); restore it or start over with --overwrite") from None

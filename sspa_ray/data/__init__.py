@@ -14,6 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
+from sspa_ray.config import Config
 from sspa_ray.data import affectnet, caers, rafdb, synthetic
 from sspa_ray.data._decode import decode_listing
 from sspa_ray.data._listing import Listing
@@ -102,8 +103,8 @@ def _subset(split: Split, index: np.ndarray) -> Split:
     )
 
 
-def load_joint_data(cfg, *, progress: bool = True) -> JointData:
-    """Target train + aux share + target test, as `cfg` (a sspa_ray.config.Config) asks."""
+def load_joint_data(cfg: Config, *, progress: bool = True) -> JointData:
+    """Target train + aux share + target test, as `cfg` asks."""
     size = cfg.data.image_size
     if cfg.data.target == "synthetic":
         root = synthetic.ensure(cfg.data.synthetic_seed, cfg.data.synthetic_scale, progress=progress)
