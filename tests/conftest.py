@@ -1,7 +1,9 @@
 """Shared test set-up: an isolated cache, no usage stats, single-threaded torch."""
 
 import os
+import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +25,10 @@ def local_ray():
     yield
     if started:
         ray.shutdown()
+
+
+def mount_tmpfs(disk: Path, size: str) -> None:
+    """Mount a real tmpfs of `size` at `disk` (needs the right to mount, as CI's root has), or skip."""
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")

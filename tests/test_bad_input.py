@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from _layouts import make_affectnet, make_caers, make_rafdb
+from conftest import mount_tmpfs
 
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 QUICK = ["--set", "train.epochs=1", "--set", "train.selection_epochs=1", "--set", "model.pretrained=none"]
@@ -114,11 +115,8 @@ def test_caers_face_box_layout_is_accepted(tmp_path):
 
 
 def test_a_full_output_disk_is_one_line_and_the_run_resumes(tmp_path):
-    # A real full file system: a 256 KiB tmpfs (needs the right to mount, as CI's root has).
     disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
+    mount_tmpfs(disk, "256k")  # a real full file system
     try:
         run = disk / "run"
         argv = ["train", "--out", str(run), "--set", "data.synthetic_scale=0.1", *QUICK]

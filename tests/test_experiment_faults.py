@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import mount_tmpfs
 
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "best.accuracy", "best.epoch", "epochs_done"]
@@ -250,10 +251,7 @@ def test_a_failed_train_leaves_no_out_and_the_corrected_command_runs(tmp_path):
 
 def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(reference, tmp_path):
     disk = tmp_path / "disk"
-    disk.mkdir()
-    # A real tmpfs as --out (needs the right to mount, as CI's root has); too small for all checkpoints.
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
+    mount_tmpfs(disk, "1200k")  # a real tmpfs as --out, too small for all checkpoints
     try:
         out = disk / "exp"
         argv = [_space(tmp_path), "--out", out, "--max-concurrent", "1"]

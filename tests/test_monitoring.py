@@ -180,13 +180,9 @@ def test_grafana_dashboard_has_one_panel_per_gauge_by_trial():
 
 def test_train_writes_the_same_metrics_to_tensorboard_csv_and_mlflow(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri of the test above sets it
-    loggers = ["--logger", "tensorboard", "--logger", "csv"]
-    mlflow = None
-    try:
-        import mlflow
-        loggers += ["--logger", "mlflow"]
-    except ImportError:
-        pass
+    import mlflow  # mlflow-skinny is in the dev extra
+
+    loggers = ["--logger", "tensorboard", "--logger", "csv", "--logger", "mlflow"]
     run = tmp_path / "runs" / "one"
     result = CliRunner().invoke(cli, ["train", "--set", "data.synthetic_scale=0.1", "--set", "train.epochs=2",
                                       "--set", "train.selection_epochs=1", "--out", str(run), *loggers])
@@ -194,11 +190,10 @@ def test_train_writes_the_same_metrics_to_tensorboard_csv_and_mlflow(tmp_path, m
     assert [step for step, _ in _scalars(run)["ray/tune/macro_f1"]] == [1, 2]
     assert _hparams(run)["modules.pam"] is True
     assert (run / "progress.csv").read_text().count("\n") == 3
-    if mlflow is not None:
-        client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
-        (found,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
-        assert found.info.run_name == "one" and found.data.params["train.epochs"] == "2"
-        assert sorted(m.step for m in client.get_metric_history(found.info.run_id, "accuracy")) == [1, 2]
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert found.info.run_name == "one" and found.data.params["train.epochs"] == "2"
+    assert sorted(m.step for m in client.get_metric_history(found.info.run_id, "accuracy")) == [1, 2]
 
 
 @pytest.mark.parametrize("command", [["train", "--out", "OUT"], ["ablate", "--target", "synthetic"]])
