@@ -139,7 +139,8 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     cluster = ClusterOptions(address=None if submit else address,
                              dashboard=dashboard or dashboard_host is not None or dashboard_port is not None,
                              dashboard_host=dashboard_host or LOOPBACK,
-                             dashboard_port=DASHBOARD_PORT if dashboard_port is None else dashboard_port).check()
+                             dashboard_port=DASHBOARD_PORT if dashboard_port is None else dashboard_port,
+                             ).check(starts_ray=not (dry_run or submit))
     plan = make_plan(target=target, sets=overrides, seeds=seeds, out=out, name=name, storage=storage,
                      resources=resources)
     if throughput is not None and (throughput <= 0 or not dry_run):

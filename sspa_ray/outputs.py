@@ -62,6 +62,7 @@ RUN_OUTPUTS = (METRICS_FILE, SELECTION_FILE, LOG_FILE)
 PLAN_FILE = "experiment.json"      # kind, name, target, overrides, seeds, ... (the resume marker)
 SPEC_FILE = "spec.yaml"            # a copy of the YAML that was run
 RESULTS_FILE = "results.parquet"   # one row per trial
+HANGUP_LOG_FILE = "hangup.log"     # what the command printed after its terminal closed
 TABLE_STEM = "table"               # table.md / table.csv / table.tex ...
 TABLE_BEST_STEM = "table_best"     # ... and the same at each trial's best epoch
 SELECTION_PLOT = "selection.png"

@@ -1,8 +1,10 @@
 """Shared test set-up: an isolated cache, no usage stats, single-threaded torch."""
 
+import contextlib
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,42 @@ def mount_tmpfs(disk: Path, size: str) -> None:
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
+
+
+def processes() -> dict[int, str]:
+    """pid -> command line, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def process_tree(root: int) -> set[int]:
+    """`root` and all its descendants, from the parent ids in /proc/PID/stat."""
+    parents = {}
+    for pid in processes():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        new = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= new
+        grew = bool(new)
+    return tree
+
+
+def still_running(pids: set[int], wait_s: float = 30) -> dict[int, str]:
+    """The processes of `pids` that run after up to `wait_s` seconds (zombies are not running)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        running = {}
+        for pid in pids:
+            with contextlib.suppress(OSError, IndexError):
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    running[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                                    .decode(errors="replace"))
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.5)

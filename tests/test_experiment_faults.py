@@ -1,26 +1,33 @@
 """Nothing lost in the Ray path: the real `sspa-ray tune` console script on a real local Ray.
 
-Ctrl-C then --resume (with a truncated newest checkpoint on the way), a full tmpfs, another cluster
+Ctrl-C then --resume (with a truncated newest checkpoint on the way), SIGTERM to the driver and to
+its group, a closed terminal, nohup, a full tmpfs, another cluster
 named by RAY_ADDRESS, loopback-only sockets, and the errors that must come before Ray starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
+import select
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import termios
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import mount_tmpfs
+from conftest import mount_tmpfs, process_tree, processes, still_running
+
+from sspa_ray.outputs import HANGUP_LOG_FILE
 
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "best.accuracy", "best.epoch", "epochs_done"]
@@ -101,14 +108,81 @@ def test_ctrl_c_exits_130_with_the_resume_line_and_resume_falls_back_past_a_trun
     assert "starting from epoch 1" not in log
 
 
-def test_sigterm_to_the_driver_exits_143_with_the_resume_line(tmp_path):
+@pytest.mark.parametrize("group", [False, True], ids=["kill-PID", "kill-PGID"])
+def test_sigterm_exits_143_with_the_resume_line_and_leaves_no_ray_process(tmp_path, group):
+    """`kill PID`, and `kill -TERM -PGID`, which also reaches every process in the command's group:
+    the local Ray's processes run in their own sessions, so the driver still stops cleanly."""
     space, out = _space(tmp_path), tmp_path / "exp"
     argv = ["tune", str(space), "--out", str(out), "--max-concurrent", "1"]
     driver = subprocess.Popen([*SSPA, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
-    _interrupt_when(driver, lambda: len(_checkpoints(out / "ray" / "faults")) >= 1, sig=signal.SIGTERM, group=False)  # `kill PID`
+    tree: set[int] = set()
+
+    def ready() -> bool:
+        tree.update(process_tree(driver.pid))
+        return len(_checkpoints(out / "ray" / "faults")) >= 1
+
+    _interrupt_when(driver, ready, sig=signal.SIGTERM, group=group)
     _, stderr = driver.communicate()
     assert driver.returncode == 143 and "interrupted: SIGTERM" in stderr and "--resume" in stderr, stderr[-3000:]
+    assert "Failed to connect to GCS" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert len(tree) > 5 and still_running(tree) == {}
+
+
+def _drain(fd: int, stop: threading.Event) -> None:
+    """Read a terminal's output so that the command never blocks on a full pty buffer."""
+    while not stop.is_set():
+        if select.select([fd], [], [], 0.2)[0]:
+            with contextlib.suppress(OSError):
+                os.read(fd, 65536)
+
+
+def test_a_closed_terminal_stops_resumably_and_resume_matches_the_uninterrupted_run(reference, tmp_path):
+    """The command runs in a real pseudo-terminal. Closing it hangs the terminal up (the kernel sends
+    SIGHUP to its session leader, and writing to it fails from then on), and the shell sends SIGHUP
+    to its job's process group: the run stops resumably, says so in hangup.log, and --resume ends
+    with the uninterrupted run's metrics."""
+    space, out = _space(tmp_path), tmp_path / "exp"
+    argv = ["tune", str(space), "--out", str(out), "--max-concurrent", "1"]
+    terminal, command_side = os.openpty()
+    driver = subprocess.Popen([*SSPA, *argv], stdin=command_side, stdout=command_side, stderr=command_side,
+                              start_new_session=True,
+                              preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # its controlling terminal
+    os.close(command_side)
+    stop = threading.Event()
+    reader = threading.Thread(target=_drain, args=(terminal, stop), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None and len(_checkpoints(out / "ray" / "faults")) < 2:
+        time.sleep(0.3)
+    assert driver.poll() is None, "the experiment ended before the terminal closed"
+    stop.set()
+    reader.join()
+    os.close(terminal)  # the window closes
+    os.killpg(driver.pid, signal.SIGHUP)  # the shell hangs up its jobs
+    driver.wait(timeout=120)
+    said = (out / HANGUP_LOG_FILE).read_text()
+    assert driver.returncode == 129, said[-3000:]
+    assert "interrupted: SIGHUP" in said and f"{shlex.join(['sspa-ray', *argv, '--resume'])}" in said, said[-3000:]
+
+    resumed = subprocess.run([*SSPA, *argv, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    pd.testing.assert_frame_equal(_metrics(out), reference)
+
+
+def test_under_nohup_a_hangup_changes_nothing(reference, tmp_path):
+    space, out = _space(tmp_path), tmp_path / "exp"
+    driver = subprocess.Popen([*SSPA, "tune", str(space), "--out", str(out), "--max-concurrent", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup does
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None and not _checkpoints(out / "ray" / "faults"):
+        time.sleep(0.3)
+    assert driver.poll() is None, "the experiment ended before the hangup"
+    os.killpg(driver.pid, signal.SIGHUP)
+    _, stderr = driver.communicate(timeout=600)
+    assert driver.returncode == 0, stderr[-3000:]
+    pd.testing.assert_frame_equal(_metrics(out), reference)
 
 
 @pytest.fixture
@@ -126,7 +200,7 @@ def other_cluster(tmp_path):
                             f"--metrics-export-port={ports[1]}"],
                            capture_output=True, text=True, timeout=180)
     # Its daemons all name its private temp dir on their command lines: those are the pids to stop.
-    started = [pid for pid, cmdline in _processes().items() if str(temp_dir) in cmdline]
+    started = [pid for pid, cmdline in processes().items() if str(temp_dir) in cmdline]
     try:
         assert start.returncode == 0, start.stderr[-2000:]
         yield f"127.0.0.1:{ports[0]}", ports[0]
@@ -134,30 +208,6 @@ def other_cluster(tmp_path):
         for pid in started:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _processes() -> dict[int, str]:
-    """pid -> command line, from /proc."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    return found
-
-
-def _tree(root: int) -> set[int]:
-    """`root` and all its descendants, from the parent ids in /proc/PID/stat."""
-    parents = {}
-    for pid in _processes():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    tree, grew = {root}, True
-    while grew:
-        new = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= new
-        grew = bool(new)
-    return tree
 
 
 def _listening_outside_loopback(pids: set[int]) -> set[tuple[str, int]]:
@@ -198,9 +248,9 @@ def test_a_local_run_ignores_ray_address_and_listens_on_loopback_only(other_clus
     try:
         deadline = time.monotonic() + 300
         while driver.poll() is None and time.monotonic() < deadline:
-            tree = _tree(driver.pid)
+            tree = process_tree(driver.pid)
             exposed |= _listening_outside_loopback(tree)
-            commands = _processes()
+            commands = processes()
             if any("raylet" in commands.get(pid, "") for pid in tree):
                 local_ray.add(True)
             time.sleep(0.5)
@@ -235,6 +285,10 @@ def test_schedule_and_bad_input_errors_are_one_line_before_ray_and_leave_no_out(
             assert proc.returncode == 2, (argv, proc.stderr[-2000:])
             assert proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
             assert not out.exists()
+        # A dry run starts no Ray, so the busy port is no reason to refuse it.
+        proc = _tune(_space(tmp_path), "--dashboard-port", port, "--out", tmp_path / "exp", "--dry-run",
+                     "--throughput", "100", env=env)
+        assert proc.returncode == 0 and "trials" in proc.stdout, proc.stderr[-2000:]
     assert not ray_tmp.exists() or not any(ray_tmp.iterdir())
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import ray
 from click.testing import CliRunner
+from conftest import process_tree, still_running
 
 from sspa_ray.cli.main import cli
 from sspa_ray.config import KEYS
@@ -162,9 +163,13 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint_and_ends_as_if_it_never_
 
 
 @pytest.mark.slow  # two Train worker start-ups: about a minute on 2 cores
-def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoints(local_ray, tmp_path, monkeypatch):
+def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoints(local_ray, tmp_path, monkeypatch,
+                                                                                   capsys):
+    # The crash after epoch 2 comes with epoch 2's checkpoint cut in half: the retry falls back to
+    # epoch 1's, says so on the terminal, and its log goes on after the first attempt's lines.
     space = _space(tmp_path, f"space:\n  pam.alpha: {{grid: [2]}}\nfixed:\n{TINY_YAML}")
-    monkeypatch.setenv("SSPA_TEST_CRASH_AFTER_EPOCH", "1")
+    monkeypatch.setenv("SSPA_TEST_CRASH_AFTER_EPOCH", "2")
+    monkeypatch.setenv("SSPA_TEST_CORRUPT_EPOCH", "2")
     monkeypatch.setenv("SSPA_TEST_CRASH_MARKER", str(tmp_path / "crashed-once"))
     plan = _tune_plan(space, tmp_path / "exp", workers_per_trial=1, max_failures=1)
     frame = run_experiment(plan, progress_interval_s=60.0)
@@ -172,9 +177,11 @@ def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoi
     log = (next(iter(_trial_dirs(plan).values())) / "train.log").read_text()
     assert (tmp_path / "crashed-once").exists()
     assert row["status"] == "completed" and row["epochs_done"] == 2, (row.to_dict(), log)
-    assert "rank 0" in log and "resuming from epoch_0001" in log, log
+    assert "rank 0" in log and "resuming from epoch_0001" in log and log.count("epoch 2/2") == 2, log
+    assert "epoch_0002: sha256 mismatch; falling back" in capsys.readouterr().out
 
     monkeypatch.delenv("SSPA_TEST_CRASH_AFTER_EPOCH")
+    monkeypatch.delenv("SSPA_TEST_CORRUPT_EPOCH")
     cfg, _ = plan.trial_config({"pam.alpha": 2.0})
     reference = fit(cfg, tmp_path / "reference", log=lambda line: None)
     for metric in ("accuracy", "macro_f1", "clean_share"):
@@ -331,13 +338,16 @@ def killed_sweep(tmp_path_factory):
                 break
             time.sleep(0.5)
         seen["finished_driver"] = driver.poll() is not None
+        tree = process_tree(driver.pid)
         if not seen["finished_driver"]:
             os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
+        # Ray's processes end with the driver, its agents too (sspa-ray's reaper: ray#52385).
+        seen["left_running"] = still_running(tree - {driver.pid})
     finally:
-        time.sleep(3)  # Ray's own processes notice the dead driver; then clean up what is left
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)
+        for pid in process_tree(driver.pid) | set(seen.get("left_running", ())):  # clean up what is left
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     seen["log"] = log.read_text()
     return seen
 
@@ -350,6 +360,11 @@ def test_dashboard_answers_with_the_token_and_listens_on_loopback_only(killed_sw
     assert seen["with_token"] == 200
     assert seen["without_token"] == 401
     assert seen["listening_on"] == {"127.0.0.1"}
+
+
+def test_a_killed_driver_leaves_no_ray_process_running(killed_sweep):
+    assert not killed_sweep["finished_driver"]
+    assert killed_sweep["left_running"] == {}
 
 
 def test_resume_completes_a_killed_sweep_without_rerunning_finished_trials(killed_sweep):

@@ -11,6 +11,8 @@ at any moment resumes to the same result:
 ``SSPA_TEST_CRASH_AFTER_EPOCH=E`` with ``SSPA_TEST_CRASH_MARKER=PATH`` raises RuntimeError once,
 after epoch E's checkpoint has been reported, if PATH does not exist (it is created first, so
 the retried run goes through). The orchestration tests use it to exercise Ray's retries.
+``SSPA_TEST_CORRUPT_EPOCH=E`` (with the same marker) also writes epoch E's checkpoint cut in
+half before that crash, as a full disk might, so that the retry must fall back past it.
 
 The Trainer asks `installed()` once: without these variables it gets None and its loop calls
 nothing of this module.
@@ -23,6 +25,7 @@ import signal
 from pathlib import Path
 
 KILL_AT, CRASH_AFTER_EPOCH, CRASH_MARKER = "SSPA_TEST_KILL_AT", "SSPA_TEST_CRASH_AFTER_EPOCH", "SSPA_TEST_CRASH_MARKER"
+CORRUPT_EPOCH = "SSPA_TEST_CORRUPT_EPOCH"
 
 
 def kill_point(point: str, epoch: int | None = None) -> None:
@@ -32,6 +35,14 @@ def kill_point(point: str, epoch: int | None = None) -> None:
     name, _, at = spec.partition(":")
     if name == point and (not at or (epoch is not None and int(at) == epoch)):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def corrupted(data: bytes, epoch: int) -> bytes:
+    """The checkpoint bytes to write for `epoch`: cut in half when a test asks, before its crash."""
+    at, marker = os.environ.get(CORRUPT_EPOCH), os.environ.get(CRASH_MARKER)
+    if not at or not marker or int(at) != epoch or Path(marker).exists():
+        return data
+    return data[: len(data) // 2]
 
 
 def crash_point(epoch: int) -> None:

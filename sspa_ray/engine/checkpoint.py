@@ -72,7 +72,7 @@ def save_checkpoint(root: Path, epoch: int, state: dict) -> Path:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    _write_synced(tmp / STATE, data)
+    _write_synced(tmp / STATE, _faults.corrupted(data, epoch))
     _faults.kill_point("checkpoint_write", epoch)
     _write_synced(tmp / CHECKSUM, f"{hashlib.sha256(data).hexdigest()}  {STATE}\n".encode())
     _fsync_dir(tmp)

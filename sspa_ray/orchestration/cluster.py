@@ -7,6 +7,9 @@
   the loopback address as the node's address (as it does on macOS), and its GCS, raylet, workers,
   agents and metrics endpoint bind that address instead of every interface. Ray reads the variable
   when it is imported, so :func:`isolate_local_ray` runs before the first Ray import.
+- The local Ray's processes start in sessions of their own, so a closed terminal or a signal to
+  the command's process group reaches the driver alone, which ends the run resumably; a reaper
+  ends them if the driver is killed (``_own_session``).
 - ``--dashboard`` serves the dashboard on 127.0.0.1. Ray 2.60 keeps token authentication on: the
   token is in ``~/.ray/auth_token`` (or ``$RAY_AUTH_TOKEN_PATH``) and API clients send it as
   ``Authorization: Bearer <token>``. Binding another address prints a loud warning, and binding one
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from sspa_ray.errors import UserError
+from sspa_ray.orchestration._own_session import Reaper, ray_processes_in_own_sessions
 
 LOOPBACK = "127.0.0.1"
 DASHBOARD_PORT = 8265
@@ -42,8 +46,9 @@ class ClusterOptions:
     dashboard_port: int = DASHBOARD_PORT
     num_cpus: int | None = None         # local Ray only; None: every core
 
-    def check(self) -> "ClusterOptions":
-        """Validate before any Ray import: the address form and the dashboard's exposure."""
+    def check(self, starts_ray: bool = True) -> "ClusterOptions":
+        """Validate before any Ray import: the address form and the dashboard's exposure, and, when
+        this command will start a local Ray (not for --dry-run or --submit), the dashboard's port."""
         if self.address is not None:
             if self.address != "auto" and not self.address.startswith("ray://") and ":" not in self.address:
                 raise UserError(f"--address {self.address!r} is invalid: give auto, ray://HOST:PORT or HOST:PORT")
@@ -53,7 +58,7 @@ class ClusterOptions:
         if self.exposed and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
             raise UserError(f"refusing to serve the dashboard on {self.dashboard_host} with RAY_AUTH_MODE=disabled: "
                             "anyone who reaches it could run code (CVE-2023-48022); unset RAY_AUTH_MODE or use 127.0.0.1")
-        if self.dashboard and self.address is None and not port_is_free(self.dashboard_host, self.dashboard_port):
+        if starts_ray and self.dashboard and self.address is None and not port_is_free(self.dashboard_host, self.dashboard_port):
             raise UserError(f"--dashboard-port {self.dashboard_port} is already in use on {self.dashboard_host} "
                             "(another Ray dashboard?): give a free one, e.g. "
                             f"--dashboard-port {free_port(self.dashboard_host)}")
@@ -122,6 +127,7 @@ def connect(options: ClusterOptions, log: Callable[[str], None] = print) -> Iter
         yield
         return
     # Trials write their output to their own train.log; the terminal shows the progress table.
+    groups: list[int] = []  # the local Ray's process groups
     if options.address:
         context = ray.init(address=options.address, log_to_driver=False)
     else:
@@ -129,13 +135,18 @@ def connect(options: ClusterOptions, log: Callable[[str], None] = print) -> Iter
             print(exposure_warning(options.dashboard_host, options.dashboard_port), file=sys.stderr, flush=True)
         isolate_local_ray()
         # "local": a new Ray even where RAY_ADDRESS or /tmp/ray/ray_current_cluster name another one.
-        context = ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=options.dashboard,
-                           dashboard_host=options.dashboard_host, dashboard_port=options.dashboard_port,
-                           log_to_driver=False)
+        with ray_processes_in_own_sessions() as started:
+            context = ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=options.dashboard,
+                               dashboard_host=options.dashboard_host, dashboard_port=options.dashboard_port,
+                               log_to_driver=False)
+        groups = started
     if options.dashboard and context.dashboard_url:
         log(f"Ray dashboard: http://{context.dashboard_url}")
         log(f"  sign in with the token in {token_path()} (API clients: 'Authorization: Bearer <token>')")
+    reaper = Reaper(groups)
     try:
         yield
     finally:
         ray.shutdown()
+        reaper.release()
+

@@ -6,14 +6,21 @@ SIGUSR1: the loop stops, the experiment state is written one last time, and the 
 stay pending in it, so ``--resume`` continues them from their checkpoints. (Tune's own stop-all path
 would mark every unfinished trial as finished.) Tune's restore hints and its error blocks about
 that stop are kept off the terminal; the command prints one line of its own instead.
-A second signal ends the command at once.
+A second SIGINT or SIGTERM ends the command at once.
+
+A closed terminal: the shell sends SIGHUP to its jobs, and the kernel may send it again, so a
+repeated SIGHUP never escalates. The terminal is gone, and writing to it would fail (EIO), so what
+the command prints from then on goes to ``hangup.log`` in ``--out``. Under ``nohup`` SIGHUP is
+ignored and stays ignored: the run goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from pathlib import Path
 from typing import Callable
 
 from sspa_ray.orchestration.storage import StorageFull, storage_error
@@ -50,8 +57,10 @@ class ExperimentStopped(Exception):
 class StopGuard:
     """Context manager around ``tuner.fit()``; :meth:`check` raises ExperimentStopped afterwards."""
 
-    def __init__(self, log_filter_target: str = "ray"):
+    def __init__(self, log_filter_target: str = "ray", hangup_log: Path | None = None):
         self.signum: int | None = None
+        self.hangup_log = hangup_log
+        self._terminal_fds: list[int] = []
         self.storage: StorageFull | OSError | None = None
         self._previous: dict[int, Callable] = {}
         self._logger = logging.getLogger(log_filter_target)
@@ -63,7 +72,10 @@ class StopGuard:
     def __enter__(self) -> "StopGuard":
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup: the user chose to go on
+                    self._previous[sig] = signal.signal(sig, self._on_signal)
+        # Known now: once the terminal hangs up, isatty() fails on it.
+        self._terminal_fds = [fd for fd in (1, 2) if _isatty(fd)]
         for handler in self._logger.handlers:
             handler.addFilter(self._filter)
         _active.append(self)
@@ -82,10 +94,30 @@ class StopGuard:
 
     # ---- triggers ------------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame) -> None:
+        if signum == signal.SIGHUP:
+            self._leave_terminal()
+            if self.signum is not None:
+                return  # the terminal's hangup comes more than once; it never means "stop now"
         if self.signum is not None:
             raise KeyboardInterrupt  # a second signal: stop now; the last saved state stays
         self.signum = signum
         self._stop_tune()
+
+    def _leave_terminal(self) -> None:
+        """Point stdout and stderr, where they were the terminal, at ``hangup_log`` (or nowhere)."""
+        if not self._terminal_fds:
+            return
+        target = os.devnull
+        if self.hangup_log is not None and self.hangup_log.parent.is_dir():
+            target = str(self.hangup_log)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError:
+            fd = os.open(os.devnull, os.O_WRONLY)
+        for terminal in self._terminal_fds:
+            os.dup2(fd, terminal)
+        os.close(fd)
+        self._terminal_fds = []
 
     def _on_storage_error(self, error: StorageFull | OSError) -> None:
         if self.storage is None:
@@ -107,3 +139,10 @@ class StopGuard:
             self._on_storage_error(error)
             return False
         return not (self.stopping and record.name.startswith("ray.tune"))
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False

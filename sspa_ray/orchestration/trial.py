@@ -154,12 +154,18 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     run_dir = Path(tempfile.gettempdir()) / "sspa-ray-train" / trial.id / f"rank{rank}"
     cfg = from_flat(loop_config["config"]).validate()
     # Every rank restores the same folders: the reported checkpoint and its siblings, nothing rank-specific.
-    restored, _, _ = _restore(ray.train.get_checkpoint(), run_dir, None)
-    gauges = TrialGauges(trial.experiment, trial.name) if rank == 0 else None
+    restored, notice, _ = _restore(ray.train.get_checkpoint(), run_dir, None)
+    gauges = None
+    if rank == 0:
+        gauges = TrialGauges(trial.experiment, trial.name)
+        _keep_log(loop_config["outputs_uri"], run_dir)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        nonlocal notice
         if gauges is not None:
             gauges.update(metrics)
+            if notice:  # Tune takes rank 0's metrics: the terminal says why an epoch runs again
+                metrics, notice = {**metrics, NOTICE: notice}, None
         if checkpoint_dir is None:
             ray.train.report(dict(metrics))
             return
@@ -203,8 +209,8 @@ def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, st
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     found = _stored_checkpoints(checkpoint, trial_uri)
-    if trial_uri and not (run_dir / LOG_FILE).exists():
-        _fetch(trial_uri, LOG_FILE, run_dir)  # a resumed trial's log keeps its earlier lines
+    if trial_uri:
+        _keep_log(trial_uri, run_dir)
     if not found:
         return False, None, []
     checkpoints = run_dir / CHECKPOINTS_DIR
@@ -255,6 +261,12 @@ def _subdirs(filesystem: pyarrow.fs.FileSystem, root: str, prefix: str) -> list[
     except OSError:
         return []
     return [i.path for i in infos if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith(prefix)]
+
+
+def _keep_log(trial_uri: str, run_dir: Path) -> None:
+    """A resumed or retried trial's log goes on after its earlier lines, on whatever node it runs."""
+    if not (run_dir / LOG_FILE).exists():
+        _fetch(trial_uri, LOG_FILE, run_dir)
 
 
 def _fetch(uri: str, name: str, run_dir: Path) -> None:

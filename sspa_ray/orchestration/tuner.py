@@ -44,7 +44,7 @@ from sspa_ray.orchestration.results import collect, write_results
 from sspa_ray.orchestration.stop import _TUNE_SIGINT_ENV, ExperimentStopped, StopGuard
 from sspa_ray.orchestration.storage import storage_filesystem
 from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, DRIVER_CPU, run_trial
-from sspa_ray.outputs import RESULTS_FILE, TABLE_STEM
+from sspa_ray.outputs import HANGUP_LOG_FILE, RESULTS_FILE, TABLE_STEM
 from sspa_ray.specs.search_space import Distribution
 
 assert REPEAT_INDEX == TRIAL_INDEX, "plan.py names Ray's Repeater index without importing Ray"
@@ -81,7 +81,7 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
             if resume:
                 log(f"no experiment state in {plan.experiment_path} yet: starting from the beginning")
             tuner = build_tuner(plan, trainable, progress_interval_s, reuse_actors=not per_trial)
-        with StopGuard() as guard:
+        with StopGuard(hangup_log=plan.out / HANGUP_LOG_FILE) as guard:
             tuner.fit()
         try:
             guard.check()
