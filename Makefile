@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sspa-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-cuda bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q
+
+# The CUDA paths on a GPU (skipped by `make test`, which CI runs without one).
+test-cuda: $(STAMP)
+	$(BIN)/python -m pytest -q -rs tests/test_cuda.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pam
