@@ -103,6 +103,18 @@ def test_holm_and_welch_against_independent_values():
     assert paired_p([0.5], [0.4]) is None and paired_p([0.5, 0.6], [0.5, 0.6]) is None  # one pair; no differences
 
 
+def test_the_confidence_interval_stays_within_the_metrics_range():
+    from sspa_ray.report.significance import mean_ci
+
+    # Three seeds, one far off: Student's t (4.30 at n = 3) reaches past 100% and below 0%.
+    low, high = mean_ci([0.99, 0.98, 0.70])
+    assert high == 1.0 and 0.0 < low < 0.89
+    low, high = mean_ci([0.01, 0.02, 0.30])
+    assert low == 0.0 and high < 1.0
+    half = stats.t.ppf(0.975, 2) * stats.sem([0.5, 0.6, 0.7])
+    assert mean_ci([0.5, 0.6, 0.7]) == pytest.approx((0.6 - half, 0.6 + half))  # inside: unchanged
+
+
 def test_unmatched_seeds_fall_back_to_welch_and_many_rows_are_corrected(tmp_path):
     # Every row of Table 6 (synthetic) beats the baseline k=3 by the same small margin, with
     # seeds 0-1 for the baseline and seeds 5-6 elsewhere: Welch's test, corrected over 16 tests.

@@ -56,14 +56,18 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float] | None:
-    """The CONFIDENCE interval of the mean (Student's t, n - 1 degrees of freedom); None below CI_MIN_N."""
+def mean_ci(values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float] | None:
+    """The CONFIDENCE interval of the mean (Student's t, n - 1 degrees of freedom); None below CI_MIN_N.
+
+    Clipped to `bounds`, the range the metric can take (the macro scores are shares): with three
+    seeds t = 4.30, so a spread-out row near 100% would otherwise show an interval beyond it.
+    """
     n = len(values)
     if n < CI_MIN_N:
         return None
     mean, sem = float(np.mean(values)), float(np.std(values, ddof=1)) / math.sqrt(n)
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * sem
-    return mean - half, mean + half
+    return max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 def significant(p: float | None) -> bool:

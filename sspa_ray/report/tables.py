@@ -192,7 +192,8 @@ def _metric_notes(best: bool, blocked: bool, groups: list[Group], metrics: Seque
     else:
         parts = [f"Mean over seeds of the {which}, in percent; n = seeds"]
         if any(n >= CI_MIN_N for n in ns):
-            parts.append(f"[a, b] = {CONFIDENCE:.0%} confidence interval of the mean (Student's t), where n >= {CI_MIN_N}")
+            parts.append(f"[a, b] = {CONFIDENCE:.0%} confidence interval of the mean (Student's t, clipped to "
+                         f"0-100), where n >= {CI_MIN_N}")
         if 2 in ns:
             parts.append("± = standard deviation over the two seeds")
         notes = ["; ".join(parts) + "."]
