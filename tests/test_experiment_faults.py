@@ -91,6 +91,7 @@ def test_ctrl_c_exits_130_with_the_resume_line_and_resume_falls_back_past_a_trun
     assert lines[-1].startswith("interrupted: SIGINT: 1 of 2 trials finished"), stderr[-3000:]
     assert lines[-1].endswith(f"continue with: {shlex.join(['sspa-ray', *argv, '--resume'])}"), lines[-1]
     assert "Tuner.restore" not in stdout + stderr and "Traceback" not in stderr
+    assert "Configuration for experiment" not in stdout and "tensorboard --logdir" not in stdout  # Tune's own output
     assert not (out / "results.parquet").exists()
 
     # Cut the newest checkpoint of the unfinished trial short, as a full disk or a crash might.

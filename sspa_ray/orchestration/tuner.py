@@ -63,6 +63,10 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
         # An experiment of the previous version (no loggers stored) keeps Tune's defaults on resume.
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ[_TUNE_SIGINT_ENV] = "1"
+    # Tune's new output engine prints a configuration box, the driver's staging folder and a
+    # TensorBoard hint for /tmp/ray even at verbose=0; the legacy one prints nothing at 0. The
+    # ProgressTable is the terminal's view, and the trial folders are under --out.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     plan.save()
     filesystem, _ = storage_filesystem(plan.experiment_path)
     with connect(cluster, log=log):
