@@ -113,7 +113,7 @@ def test_fit_learns_and_writes_the_contracted_files(reference):
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert kept == ["epoch_0003", "epoch_0004"]
     state = load_checkpoint(run / "checkpoints" / "epoch_0004")
-    assert state["epoch"] == 4 and state["data_position"] == {"epoch": 4, "step": 0}
+    assert state["epoch"] == 4 and "data_position" not in state  # the epoch alone says where to resume
     assert {"model", "optimizer", "scheduler", "selector", "rng", "history"} <= set(state)
     assert state["selector"]["thresholds"].shape == (320, 3)
 
@@ -214,6 +214,18 @@ def test_resume_accepts_a_checkpoint_that_holds_crop_padding_minus_one(reference
     save_checkpoint(tmp_path / "other" / "checkpoints", 3, state)
     with pytest.raises(ConfigError, match="data.crop_padding=3"):
         fit(config(), tmp_path / "other", data=easy_data(), resume=True, log=lambda _: None)
+
+
+def test_resume_accepts_a_checkpoint_of_an_earlier_version_with_data_position(reference, tmp_path):
+    # Earlier versions also wrote "data_position" ({"epoch": N, "step": 0}), which nothing read.
+    expected, ref_run, _ = reference
+    state = load_checkpoint(ref_run / "checkpoints" / "epoch_0003")
+    state["data_position"] = {"epoch": 3, "step": 0}
+    save_checkpoint(tmp_path / "checkpoints", 3, state)
+    lines = []
+    resumed = fit(config(), tmp_path, data=easy_data(), resume=True, log=lines.append)
+    assert "resuming from epoch_0003" in lines
+    assert without_timing(resumed) == without_timing(expected)
 
 
 @pytest.mark.parametrize(

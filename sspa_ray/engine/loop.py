@@ -175,7 +175,6 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "epoch": self.epoch,
-            "data_position": {"epoch": self.epoch, "step": 0},
             "config": self.cfg.to_flat(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
