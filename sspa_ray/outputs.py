@@ -59,6 +59,13 @@ CHECKPOINTS_DIR = "checkpoints"    # epoch_NNNN/ folders
 RUN_OUTPUTS = (METRICS_FILE, SELECTION_FILE, LOG_FILE)
 
 # ---- an experiment folder (`sspa-ray tune|ablate --out DIR`) --------------------------------------
+class Kind(_Word):
+    """experiment.json's ``kind``: which command started the experiment (--resume and report read it)."""
+
+    TUNE = "tune"       # a search space (sspa-ray tune)
+    ABLATE = "ablate"   # an ablation preset or --preset paper (sspa-ray ablate)
+
+
 PLAN_FILE = "experiment.json"      # kind, name, target, overrides, seeds, ... (the resume marker)
 SPEC_FILE = "spec.yaml"            # a copy of the YAML that was run
 RESULTS_FILE = "results.parquet"   # one row per trial

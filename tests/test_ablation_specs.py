@@ -177,6 +177,22 @@ def test_bad_yaml_is_one_line_naming_file_and_key(tmp_path, text, message):
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("text, line", [
+    (GOOD + "row: []\n", 7),
+    (GOOD.replace("moe.experts: 3", "moe.expert: 3"), 6),
+    (GOOD.replace("layout: list", "layout: gird"), 3),
+    (GOOD + "across:\n  model.backbone: [small, resnet19]\n", 8),
+    (GOOD + "reference:\n  rafdb:\n    - [1, 2, 3, 4]\n    - [1, 2]\n", 10),
+    (GOOD + "rows: []\n", 7),   # a duplicate key, which YAML alone would silently collapse
+])
+def test_errors_name_the_line_of_the_bad_entry(tmp_path, text, line):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_ablation(str(path))
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
 def test_good_yaml_parses(tmp_path):
     path = tmp_path / "good.yaml"
     path.write_text(GOOD + "seeds: 2\nreference: {metrics: [accuracy], caers: [90.1, null]}\n")

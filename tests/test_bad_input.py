@@ -67,6 +67,7 @@ CASES = [
     ("experts-below-one", lambda t: ["ablate", "--out", str(t / "e"), "--set", "moe.experts=0"], ["moe.experts"]),
     ("aux-ratio-out-of-range", lambda t: ["train", "--out", str(t / "r"), "--set", "data.aux_ratio=1.5"], ["data.aux_ratio"]),
     ("selection-after-end", lambda t: ["train", "--out", str(t / "r"), "--set", "train.epochs=3", "--set", "train.selection_epochs=5"], ["train.selection_epochs"]),
+    ("unknown-key-ablation-yaml", lambda t: ["ablate", str(_write(t / "a.yaml", "name: t\ntitle: T\nrows:\n  - {moe.experts: 1}\n  - {moe.expert: 3}\n")), "--out", str(t / "e")], ["a.yaml:5:", "moe.expert", "did you mean moe.experts"]),
     ("unknown-distribution", lambda t: ["tune", str(_write(t / "s.yaml", "space:\n  pam.alpha: {gaussian: [1, 3]}\n"))], ["gaussian"]),
     ("malformed-set", lambda t: ["train", "--out", str(t / "r"), "--set", "pam.alpha"], ["KEY=VALUE"]),
     ("pam-without-ssm", lambda t: ["ablate", "--out", str(t / "e"), "--set", "modules.ssm=false", "--set", "modules.pam=true"], ["modules.ssm"]),

@@ -170,6 +170,44 @@ def test_resume_continues_an_experiment_started_with_trial_indices(local_ray, tm
     assert sorted(zip(frame["row"], frame["modules.pam"], frame["status"])) == [(0, False, "completed"), (1, True, "completed")]
 
 
+@pytest.mark.parametrize("kind", ["tune", "ablate", "paper"])
+def test_a_plan_pickled_when_one_class_served_every_kind_unpickles_as_its_kind(tmp_path, kind):
+    """Tune's tuner.pkl, which --resume reads, holds the plan (in the trial-name creator and the
+    callbacks). Before plans had a class per kind it pickled an ExperimentPlan whose `kind`, `space`,
+    `trials`, `suite` and `spec` said what it ran; such a pickle loads as the kind's plan."""
+    import pickle
+
+    from sspa_ray.orchestration.plan import AblationPlan, SearchPlan, SuitePlan
+    from sspa_ray.specs.search_space import load_search_space
+    from sspa_ray.specs.suite import paper_suite
+
+    options = dict(target="synthetic", sets={}, out=tmp_path / "exp", name=None, storage=None, resources=Resources())
+    if kind == "tune":
+        space = tmp_path / "space.yaml"
+        space.write_text("name: old\nspace:\n  pam.alpha: {grid: [1, 2]}\n" + TINY)
+        plan = ExperimentPlan.for_search(load_search_space(space), seeds=2, **options)
+        old = {"kind": "tune", "trials": [], "suite": None, "spec": None}
+        tune_config = {"pam.alpha": 2, "train.seed": 1}
+    elif kind == "ablate":
+        plan = _plan(tmp_path, ABLATION)
+        old = {"kind": "ablate", "space": None, "suite": None}
+        tune_config = plan.tune_configs()[3]
+    else:
+        plan = ExperimentPlan.for_ablation(paper_suite("synthetic"), seeds=None, **options)
+        old = {"kind": "ablate", "space": None, "suite": plan.spec, "spec": None}
+        tune_config = plan.tune_configs()[-1]
+    pickled = object.__new__(type(plan))
+    pickled.__dict__.update({**plan.__dict__, **old})
+    pickled.__class__ = ExperimentPlan  # what the previous version's pickle names
+    loaded = pickle.loads(pickle.dumps(pickled))
+
+    assert type(loaded) is {"tune": SearchPlan, "ablate": AblationPlan, "paper": SuitePlan}[kind]
+    assert loaded.summary() == plan.summary()
+    assert loaded.tune_trial_name(tune_config, "ab_00003") == plan.tune_trial_name(tune_config, "ab_00003")
+    assert loaded.trial_feeds(tune_config) == plan.trial_feeds(tune_config)
+    assert loaded.trial_config(tune_config)[0].to_flat() == plan.trial_config(tune_config)[0].to_flat()
+
+
 def test_grafana_dashboard_has_one_panel_per_gauge_by_trial():
     dashboard = json.loads(GRAFANA_DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]

@@ -12,12 +12,10 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from sspa_ray.config import Config, make_config
+from sspa_ray.config import Config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.data.synthetic import split_sizes
 from sspa_ray.orchestration.plan import ExperimentPlan
-from sspa_ray.specs.ablation import AblationSpec, TrialSpec
-from sspa_ray.specs.suite import feeds_text
 
 # Device counts the estimate is shown for, besides one.
 FLEETS = (8,)
@@ -45,43 +43,12 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"
 
 
-def _trial_line(plan: ExperimentPlan, index: int, trial: TrialSpec, specs: dict[str, AblationSpec],
-                varied: list[str]) -> str:
-    cfg = make_config(plan.target, trial.overrides)
-    keys = " ".join(f"{k}={cfg.get(k)}" for k in varied)
-    if plan.suite is not None:
-        rows = ", ".join(f"{table}[{specs[table].row_name(row)}]" for table, row in trial.feeds)
-    else:
-        rows = f"row {trial.row} [{next(iter(specs.values())).row_name(trial.row)}]"
-    return f"  {index:3d}  {keys}  -> {rows}"
-
-
 def describe_plan(plan: ExperimentPlan, *, throughput: float | None = None,
                   log: Callable[[str], None] = print) -> dict:
     """Print the plan (trials, sharing, resources, time) and return its figures."""
-    if plan.kind == "ablate":
-        configs = [make_config(plan.target, t.overrides) for t in plan.trials]
-        specs = dict(plan.suite.tables) if plan.suite is not None else {plan.name: plan.spec}
-    else:
-        configs, specs = [plan.base_config()] * plan.total_trials(), {}
+    configs = plan.describe(log)
     res = plan.resources
     n = len(configs)
-    if plan.kind == "ablate":
-        varied = [k for k in plan.varied_keys() if k != "train.seed"] + (["train.seed"] if plan.seeds > 1 else [])
-        if plan.suite is not None:
-            separate = plan.suite.separate_trials(plan.target, plan.sets, plan.seeds)
-            log(f"{plan.name} on {plan.target}: {len(plan.suite.tables)} tables ({', '.join(plan.suite.tables)}), "
-                f"{n} distinct trials ({separate} if each table ran on its own)")
-        else:
-            log(f"{plan.name} on {plan.target}: {n} trials")
-        for i, trial in enumerate(plan.trials):
-            log(_trial_line(plan, i, trial, specs or {}, varied))
-        shared = [t for t in plan.trials if len(t.feeds) > 1]
-        if plan.suite is not None:
-            log(f"{len(shared)} trials feed more than one table row: " + "; ".join(feeds_text(t.feeds) for t in shared))
-    else:
-        log(f"{plan.name} on {plan.target}: {n} trials ({plan.space.search} search"
-            f"{f', {plan.seeds} seeds each' if plan.seeds > 1 else ''}); time at the space's fixed values")
     if res.workers_per_trial:
         per_trial = f"{res.workers_per_trial} Train workers with {res.cpus_per_trial:g} CPUs and {res.gpus_per_trial:g} GPUs in all"
     else:

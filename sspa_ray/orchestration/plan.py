@@ -1,13 +1,23 @@
-"""What an experiment runs, decided and validated before Ray starts (this module imports no Ray).
+"""What an experiment runs, decided and validated before Ray starts.
 
 An :class:`ExperimentPlan` turns a search space or an ablation preset plus the command line into
-the list of trial configurations, the run directory and the resources. Trials receive the plan and
+the trial configurations, the run directory and the resources. Trials receive the plan and
 rebuild their config from it with :meth:`ExperimentPlan.trial_config`, so the driver, the trials and
 ``results.parquet`` all compute a trial's config the same way.
+
+As Optuna has one sampler class per algorithm, each kind of experiment is a subclass that says what
+differs: :class:`SearchPlan` (``sspa-ray tune``: a search space), :class:`AblationPlan` (``ablate``:
+one preset's rows) and :class:`SuitePlan` (``ablate --preset paper``: several presets' shared
+trials). Their callers never ask which kind they hold.
+
+Importing this module imports no Ray (the CLI validates with it before a cluster starts); only
+:meth:`ExperimentPlan.param_space` and :meth:`ExperimentPlan.tune_search`, which the driver calls
+once Ray is up, import it.
 """
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import math
@@ -15,17 +25,18 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from sspa_ray.config import KEYS, SYNTHETIC_PRETRAINED, Config, make_config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
-from sspa_ray.outputs import PLAN_FILE, SPEC_FILE
+from sspa_ray.outputs import PLAN_FILE, SPEC_FILE, Kind
 from sspa_ray.rundir import prepare_new_run_dir
+from sspa_ray.specs._yaml import check_seeds, name_problem
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
-from sspa_ray.specs.search_space import NAME_PATTERN, SearchSpace
+from sspa_ray.specs.search_space import SearchSpace
 from sspa_ray.specs.suite import Suite, feeds_text
 from sspa_ray.tracking import DEFAULT_LOGGERS
 
@@ -71,25 +82,24 @@ class Resources:
         return self
 
 
-@dataclass
-class ExperimentPlan:
-    kind: str                               # "tune" | "ablate"
+@dataclass(kw_only=True)
+class ExperimentPlan(abc.ABC):
+    """What every kind of experiment shares: the experiment directory, Ray's storage, resources,
+    the trials' config and names; the subclasses say which trials run and how Tune finds them."""
+
+    kind: ClassVar[Kind]                    # experiment.json's "kind"
     name: str
     target: str
     sets: dict[str, Any]                    # --aux, --data-root and --set, applied last
     seeds: int                              # tune: replicas of each configuration; ablate: as expanded
-    out: Path                               # the experiment directory (tables, results.parquet)
-    storage: str                            # Ray's storage_path: a local path or a URI
     spec_text: str                          # the YAML that was run, copied to spec.yaml
     metric: str = "macro_f1"
     mode: str = "max"
     resources: Resources = field(default_factory=Resources)
+    out: Path = field(default_factory=Path)  # the experiment directory (tables, results.parquet)
+    storage: str = ""                       # Ray's storage_path: a local path or a URI
     env: dict[str, str] = field(default_factory=dict)
-    space: SearchSpace | None = None
-    trials: list[TrialSpec] = field(default_factory=list)
     storage_given: bool = False             # --storage was on the command line
-    suite: Suite | None = None              # --preset paper: the tables the trials feed
-    spec: AblationSpec | None = None        # a single ablation's preset
     notes: list[str] = field(default_factory=list)  # warnings to print before training (horizon)
     pretrained: list[Any] = field(default_factory=list)  # built-in backbones' recipes to build first
     # --logger: Ray's logger callbacks (sspa_ray.tracking.LOGGERS); None: an experiment of a version
@@ -97,44 +107,18 @@ class ExperimentPlan:
     loggers: list[str] | None = field(default_factory=lambda: list(DEFAULT_LOGGERS))
 
     # ---- building ------------------------------------------------------------------------
-    @classmethod
-    def for_search(cls, space: SearchSpace, *, target: str, sets: dict[str, Any], seeds: int,
-                   out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "ExperimentPlan":
-        if seeds < 1:
-            raise SpecError(f"--seeds {seeds} is invalid: give a whole number >= 1")
-        if seeds > 1 and "train.seed" in space.space:
-            raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
-        configs = space.check_points(target, sets)
-        _check_schedule(space, configs, make_config(target, space.fixed, sets))
-        _check_data(configs)
-        plan = cls(kind="tune", name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
-                   out=Path(), storage="", spec_text=space.path.read_text(encoding="utf-8"),
-                   metric=space.metric, mode=space.mode, resources=resources.check(), space=space,
-                   notes=_notes(configs), pretrained=_recipes(configs))
-        return plan._place(out, storage)
+    @staticmethod
+    def for_search(space: SearchSpace, **options) -> "SearchPlan":
+        return SearchPlan.build(space, **options)
 
-    @classmethod
-    def for_ablation(cls, spec: AblationSpec | Suite, *, target: str, sets: dict[str, Any], seeds: int | None,
-                     out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "ExperimentPlan":
-        trials = spec.trials(target, sets, seeds)
-        configs = [make_config(target, t.overrides) for t in trials]
-        _check_data(configs)
-        suite = spec if isinstance(spec, Suite) else None
-        if suite is not None:
-            default_seeds = max(table.seeds for table in suite.tables.values())
-            spec_text, metric = suite.text(), next(iter(suite.tables.values())).metrics[0]
-        else:
-            default_seeds, spec_text, metric = spec.seeds, spec.path.read_text(encoding="utf-8"), spec.metrics[0]
-        plan = cls(kind="ablate", name=name or spec.name, target=target, sets=dict(sets),
-                   seeds=default_seeds if seeds is None else seeds, out=Path(), storage="",
-                   spec_text=spec_text, metric=metric, mode="max",
-                   resources=resources.check(), trials=trials, suite=suite,
-                   spec=None if suite is not None else spec, notes=_notes(configs), pretrained=_recipes(configs))
-        return plan._place(out, storage)
+    @staticmethod
+    def for_ablation(spec: AblationSpec | Suite, **options) -> "AblationPlan | SuitePlan":
+        """The plan of one preset, or of a suite of presets (--preset paper)."""
+        return (SuitePlan if isinstance(spec, Suite) else AblationPlan).build(spec, **options)
 
     def _place(self, out: Path | None, storage: str | None) -> "ExperimentPlan":
-        if not NAME_PATTERN.match(self.name):
-            raise SpecError(f"--name {self.name!r} is not a usable experiment name: use letters, digits, '.', '_' or '-'")
+        if problem := name_problem(self.name):
+            raise SpecError(f"--name {problem}")
         self.out = (out or Path("experiments") / self.name).expanduser().resolve()
         self.storage_given = storage is not None
         self.storage = storage or str(self.out / DEFAULT_STORAGE_DIR)
@@ -143,50 +127,51 @@ class ExperimentPlan:
         self.env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
         return self
 
-    # ---- what one trial runs ---------------------------------------------------------------
-    def varied_keys(self) -> list[str]:
-        if self.kind == "tune":
-            keys = [k for k in self.space.space if k not in self.sets]
-        else:
-            keys = list(dict.fromkeys(k for t in self.trials for k in t.overrides
-                                      if len({repr(u.overrides.get(k)) for u in self.trials}) > 1))
-        if self.seeds > 1 and "train.seed" not in keys:
-            keys.append("train.seed")
-        return keys
+    # ---- what differs per kind -------------------------------------------------------------
+    @abc.abstractmethod
+    def _distinct_keys(self) -> list[str]:
+        """The config keys whose values tell this plan's configurations apart (seeds aside)."""
 
+    @abc.abstractmethod
     def total_trials(self) -> int:
-        if self.kind == "ablate":
-            return len(self.trials)
-        grids = [len(d.args) for k, d in self.space.space.items() if d.kind == "grid" and k not in self.sets]
-        return math.prod(grids) * self.space.num_samples * self.seeds
+        """How many trials the experiment runs in all."""
 
-    def tune_configs(self) -> list[dict[str, Any]]:
-        """What Tune sees of each ablation trial: its dotted config (fixed keys, the row, its
-        `across` values, the seed and --set), so Tune's tables, folders and loggers show it."""
-        return [dict(t.overrides) for t in self.trials]
-
+    @abc.abstractmethod
     def trial_layers(self, tune_config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
-        """The config layers of one trial (lowest precedence first) and its ablation row (-1: tune)."""
-        if self.kind == "ablate":
-            trial = self.ablation_trial(tune_config)
-            return [trial.overrides], trial.row
-        point = {k: v for k, v in tune_config.items() if k in self.space.space}
-        layers = [self.space.fixed, point, self.sets]
-        if "train.seed" in tune_config and "train.seed" not in self.space.space:
-            layers.append({"train.seed": tune_config["train.seed"]})
-        elif REPEAT_INDEX in tune_config:
-            layers.append({"train.seed": self.base_config().train.seed + int(tune_config[REPEAT_INDEX])})
-        return layers, -1
+        """The config layers of one trial (lowest precedence first) and its ablation row (-1: none)."""
 
-    def ablation_trial(self, tune_config: Mapping[str, Any]) -> TrialSpec:
-        """The trial of a Tune config: its dotted config, or `trial_index` (an experiment of the previous version)."""
-        if LEGACY_TRIAL_INDEX in tune_config:
-            return self.trials[int(tune_config[LEGACY_TRIAL_INDEX])]
-        return self._trials_by_config[_identity(tune_config)]
+    @abc.abstractmethod
+    def param_space(self) -> dict[str, Any]:
+        """Tune's param_space (Ray's search domains), built on the driver once Ray is up."""
+
+    @abc.abstractmethod
+    def tune_search(self, limit: int, slots: Callable[[], int]) -> dict[str, Any]:
+        """The search part of Tune's TuneConfig (search_alg, scheduler, num_samples, ...); `limit` is
+        --max-concurrent (0: none), `slots` how many trials the cluster runs at once."""
+
+    @abc.abstractmethod
+    def describe(self, log: Callable[[str], None]) -> list[Config]:
+        """--dry-run: print what runs, one line per trial where there is a list; return the config of
+        every trial, to estimate the time with."""
 
     def trial_feeds(self, tune_config: Mapping[str, Any]) -> str:
         """The table rows a suite's trial fills ('table_5:8 table_8:3'); empty outside a suite."""
-        return feeds_text(self.ablation_trial(tune_config).feeds) if self.suite is not None else ""
+        return ""
+
+    def tune_trial_name(self, tune_config: Mapping[str, Any], trial_id: str) -> str:
+        """Tune's name (and folder name) of a trial."""
+        return self.trial_name(tune_config)
+
+    def _stored(self) -> dict[str, Any]:
+        """experiment.json's fields that only some kinds fill."""
+        return {"trials": None, "suite": None}
+
+    # ---- what one trial runs ---------------------------------------------------------------
+    def varied_keys(self) -> list[str]:
+        keys = self._distinct_keys()
+        if self.seeds > 1 and "train.seed" not in keys:
+            keys.append("train.seed")
+        return keys
 
     def trial_config(self, tune_config: Mapping[str, Any]) -> tuple[Config, int]:
         """The config one trial runs and its ablation row; torch threads and the GPU memory share
@@ -200,10 +185,6 @@ class ExperimentPlan:
             # Trials packed on one GPU each budget their own share of its memory.
             cfg.set("train.gpu_share", min(1.0, res.gpus_per_trial / max(1, res.workers_per_trial)))
         return cfg, row
-
-    @functools.cached_property
-    def _trials_by_config(self) -> dict[str, TrialSpec]:
-        return {_identity(t.overrides): t for t in self.trials}
 
     def trial_name(self, tune_config: Mapping[str, Any], *, seed: bool = True) -> str:
         """A short readable name from the values that tell trials apart, e.g. ``modules-ssm+fix+pam-s0``.
@@ -224,10 +205,6 @@ class ExperimentPlan:
         if seed:
             parts.append(f"s{cfg.train.seed}")
         return _UNSAFE.sub("_", "-".join(parts))
-
-    def base_config(self) -> Config:
-        """The config without the space's values: fixed keys and --set (tune only)."""
-        return make_config(self.target, self.space.fixed, self.sets)
 
     # ---- the experiment directory ------------------------------------------------------------
     @property
@@ -260,12 +237,10 @@ class ExperimentPlan:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "name": self.name, "target": self.target, "overrides": self.sets,
+            "kind": self.kind.value, "name": self.name, "target": self.target, "overrides": self.sets,
             "seeds": self.seeds, "storage": self.storage, "experiment_path": self.experiment_path,
             "metric": self.metric, "mode": self.mode, "resources": asdict(self.resources),
-            "trials": len(self.trials) if self.kind == "ablate" else None,
-            "suite": self.suite.name if self.suite is not None else None,
-            "loggers": self.loggers,
+            **self._stored(), "loggers": self.loggers,
         }
 
     def _check_same_as_stored(self) -> None:
@@ -285,6 +260,229 @@ class ExperimentPlan:
         if stored_spec is not None and stored_spec != self.spec_text:
             raise RunDirError(f"--resume: the YAML differs from {self.out / SPEC_FILE}, which this experiment ran; "
                               "resume with the original file, or start a new --out")
+
+    # ---- plans pickled by the previous version ------------------------------------------------
+    def __new__(cls, *args, **kwargs):
+        # Tune's tuner.pkl (read by --resume) of an experiment started when one class served every
+        # kind holds an ExperimentPlan, which unpickling creates without arguments; __setstate__
+        # then gives it its kind's class.
+        return super().__new__(AblationPlan if cls is ExperimentPlan else cls)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "kind" in state:
+            state = _upgraded_state(state)
+            self.__class__ = state.pop("__class__")
+        self.__dict__.update(state)
+
+
+@dataclass(kw_only=True)
+class SearchPlan(ExperimentPlan):
+    """``sspa-ray tune``: a search space's grid or samples, each run ``seeds`` times."""
+
+    kind: ClassVar[Kind] = Kind.TUNE
+    space: SearchSpace
+
+    @classmethod
+    def build(cls, space: SearchSpace, *, target: str, sets: dict[str, Any], seeds: int,
+              out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "SearchPlan":
+        check_seeds(seeds)
+        if seeds > 1 and "train.seed" in space.space:
+            raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
+        configs = space.check_points(target, sets)
+        _check_schedule(space, configs, make_config(target, space.fixed, sets))
+        _check_data(configs)
+        plan = cls(name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
+                   spec_text=space.path.read_text(encoding="utf-8"), metric=space.metric, mode=space.mode,
+                   resources=resources.check(), space=space, notes=_notes(configs), pretrained=_recipes(configs))
+        return plan._place(out, storage)
+
+    def _distinct_keys(self) -> list[str]:
+        return [k for k in self.space.space if k not in self.sets]
+
+    def total_trials(self) -> int:
+        grids = [len(d.args) for k, d in self.space.space.items() if d.kind == "grid" and k not in self.sets]
+        return math.prod(grids) * self.space.num_samples * self.seeds
+
+    def trial_layers(self, tune_config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        point = {k: v for k, v in tune_config.items() if k in self.space.space}
+        layers = [self.space.fixed, point, self.sets]
+        if "train.seed" in tune_config and "train.seed" not in self.space.space:
+            layers.append({"train.seed": tune_config["train.seed"]})
+        elif REPEAT_INDEX in tune_config:
+            layers.append({"train.seed": self.base_config().train.seed + int(tune_config[REPEAT_INDEX])})
+        return layers, -1
+
+    def tune_trial_name(self, tune_config: Mapping[str, Any], trial_id: str) -> str:
+        # Sampled values may coincide once rounded into the name: the trial id keeps names apart.
+        return f"{self.trial_name(tune_config)}-{trial_id}"
+
+    def base_config(self) -> Config:
+        """The config without the space's values: fixed keys and --set."""
+        return make_config(self.target, self.space.fixed, self.sets)
+
+    def param_space(self) -> dict[str, Any]:
+        from ray import tune
+
+        from sspa_ray.orchestration.searchers import domain
+
+        space = {key: domain(dist) for key, dist in self.space.space.items() if key not in self.sets}
+        if self.seeds > 1 and self.space.search != "optuna":  # Optuna's seeds come from its Repeater
+            base = self.base_config().train.seed
+            space["train.seed"] = tune.grid_search(list(range(base, base + self.seeds)))
+        return space
+
+    def tune_search(self, limit: int, slots: Callable[[], int]) -> dict[str, Any]:
+        from ray.tune.schedulers import AsyncHyperBandScheduler
+        from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+        from ray.tune.search.repeater import Repeater
+
+        space = self.space
+        seed = self.base_config().train.seed
+        num_samples = space.num_samples
+        if space.search == "optuna":
+            searcher = OptunaSearch(seed=seed)
+            if self.seeds > 1:
+                # Each suggestion runs once per seed (train.seed = base + REPEAT_INDEX); Optuna learns the mean.
+                searcher = Repeater(searcher, repeat=self.seeds, set_index=True)
+                num_samples *= self.seeds
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=max(limit or slots(), self.seeds))
+        else:
+            # constant_grid_search: draw the random keys once per sample and run that draw for every grid
+            # value, so that the seeds grid replicates one configuration (Ray resamples them otherwise).
+            searcher = BasicVariantGenerator(random_state=seed, max_concurrent=limit, constant_grid_search=True)
+        scheduler = None
+        if space.scheduler == "asha":
+            asha = space.asha
+            scheduler = AsyncHyperBandScheduler(
+                time_attr="epoch", max_t=asha.max_t or self.base_config().train.epochs,
+                grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
+            )
+        return {"metric": space.metric, "mode": space.mode, "search_alg": searcher, "scheduler": scheduler,
+                "num_samples": num_samples}
+
+    def describe(self, log: Callable[[str], None]) -> list[Config]:
+        n = self.total_trials()
+        log(f"{self.name} on {self.target}: {n} trials ({self.space.search} search"
+            f"{f', {self.seeds} seeds each' if self.seeds > 1 else ''}); time at the space's fixed values")
+        return [self.base_config()] * n
+
+
+@dataclass(kw_only=True)
+class AblationPlan(ExperimentPlan):
+    """``sspa-ray ablate``: one preset's explicit list of trials, one per row, combination and seed."""
+
+    kind: ClassVar[Kind] = Kind.ABLATE
+    spec: AblationSpec
+    trials: list[TrialSpec]
+
+    @classmethod
+    def build(cls, spec: AblationSpec | Suite, *, target: str, sets: dict[str, Any], seeds: int | None,
+              out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "AblationPlan":
+        trials = spec.trials(target, sets, seeds)
+        configs = [make_config(target, t.overrides) for t in trials]
+        _check_data(configs)
+        plan = cls(name=name or spec.name, target=target, sets=dict(sets), seeds=spec.seeds if seeds is None else seeds,
+                   spec_text=spec.text(), metric=spec.metrics[0], mode="max", resources=resources.check(),
+                   spec=spec, trials=trials, notes=_notes(configs), pretrained=_recipes(configs))
+        return plan._place(out, storage)
+
+    def _distinct_keys(self) -> list[str]:
+        return list(dict.fromkeys(k for t in self.trials for k in t.overrides
+                                  if len({repr(u.overrides.get(k)) for u in self.trials}) > 1))
+
+    def total_trials(self) -> int:
+        return len(self.trials)
+
+    def tune_configs(self) -> list[dict[str, Any]]:
+        """What Tune sees of each trial: its dotted config (fixed keys, the row, its `across`
+        values, the seed and --set), so Tune's tables, folders and loggers show it."""
+        return [dict(t.overrides) for t in self.trials]
+
+    def trial_layers(self, tune_config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        trial = self.ablation_trial(tune_config)
+        return [trial.overrides], trial.row
+
+    def ablation_trial(self, tune_config: Mapping[str, Any]) -> TrialSpec:
+        """The trial of a Tune config: its dotted config, or `trial_index` (an experiment of the previous version)."""
+        if LEGACY_TRIAL_INDEX in tune_config:
+            return self.trials[int(tune_config[LEGACY_TRIAL_INDEX])]
+        return self._trials_by_config[_identity(tune_config)]
+
+    @functools.cached_property
+    def _trials_by_config(self) -> dict[str, TrialSpec]:
+        return {_identity(t.overrides): t for t in self.trials}
+
+    def param_space(self) -> dict[str, Any]:
+        return {}  # the ListSearcher suggests every trial's config
+
+    def tune_search(self, limit: int, slots: Callable[[], int]) -> dict[str, Any]:
+        from sspa_ray.orchestration.searchers import ListSearcher
+
+        return {"search_alg": ListSearcher(self.tune_configs()), "num_samples": len(self.trials),
+                "max_concurrent_trials": limit or None}
+
+    def _stored(self) -> dict[str, Any]:
+        return {**super()._stored(), "trials": len(self.trials)}
+
+    def describe(self, log: Callable[[str], None]) -> list[Config]:
+        configs = [make_config(self.target, t.overrides) for t in self.trials]
+        log(self._headline(len(configs)))
+        varied = [k for k in self.varied_keys() if k != "train.seed"] + (["train.seed"] if self.seeds > 1 else [])
+        for i, (trial, cfg) in enumerate(zip(self.trials, configs)):
+            keys = " ".join(f"{k}={cfg.get(k)}" for k in varied)
+            log(f"  {i:3d}  {keys}  -> {self._rows_of(trial)}")
+        return configs
+
+    def _headline(self, n: int) -> str:
+        return f"{self.name} on {self.target}: {n} trials"
+
+    def _rows_of(self, trial: TrialSpec) -> str:
+        """The table row(s) a trial fills, as --dry-run lists them."""
+        return f"row {trial.row} [{self.spec.row_name(trial.row)}]"
+
+
+@dataclass(kw_only=True)
+class SuitePlan(AblationPlan):
+    """``sspa-ray ablate --preset paper``: the trials of several presets, merged where their
+    configurations coincide; each trial's `feeds` names the table rows it fills."""
+
+    spec: Suite
+
+    def trial_feeds(self, tune_config: Mapping[str, Any]) -> str:
+        return feeds_text(self.ablation_trial(tune_config).feeds)
+
+    def _stored(self) -> dict[str, Any]:
+        return {**super()._stored(), "suite": self.spec.name}
+
+    def describe(self, log: Callable[[str], None]) -> list[Config]:
+        configs = super().describe(log)
+        shared = [t for t in self.trials if len(t.feeds) > 1]
+        log(f"{len(shared)} trials feed more than one table row: " + "; ".join(feeds_text(t.feeds) for t in shared))
+        return configs
+
+    def _headline(self, n: int) -> str:
+        tables = self.spec.tables
+        separate = self.spec.separate_trials(self.target, self.sets, self.seeds)
+        return (f"{self.name} on {self.target}: {len(tables)} tables ({', '.join(tables)}), "
+                f"{n} distinct trials ({separate} if each table ran on its own)")
+
+    def _rows_of(self, trial: TrialSpec) -> str:
+        return ", ".join(f"{table}[{self.spec.tables[table].row_name(row)}]" for table, row in trial.feeds)
+
+
+def _upgraded_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a plan pickled by the version with one class for every kind, with the class
+    its kind has now: `kind` and a `space`, `suite` or `spec` of which only one was set."""
+    state = dict(state)
+    kind, suite = state.pop("kind"), state.pop("suite", None)
+    if kind == Kind.TUNE:
+        state["__class__"] = SearchPlan
+    elif suite is not None:
+        state.update({"__class__": SuitePlan, "spec": suite})
+    else:
+        state["__class__"] = AblationPlan
+    return state
 
 
 def _identity(config: Mapping[str, Any]) -> str:

@@ -3,7 +3,7 @@
 - ``search: grid`` becomes ``tune.grid_search`` (repeated ``num_samples`` times); ``random`` and
   ``optuna`` draw ``num_samples`` trials, Optuna through a seeded ``OptunaSearch`` behind a
   ``ConcurrencyLimiter``. ``scheduler: asha`` is ``AsyncHyperBandScheduler`` on the ``epoch`` count.
-- An ablation runs its explicit list of trial configs through a :class:`ListSearcher`, so Tune's
+- An ablation runs its explicit list of trial configs through a ``searchers.ListSearcher``, so Tune's
   config of a trial is its dotted config (``config/modules.ssm`` in Tune's tables, hparams in
   TensorBoard) and its folder has a readable name such as ``modules-ssm+fix+pam-s0``.
 - ``--seeds N`` replicates every configuration with ``train.seed`` = base .. base+N-1: a grid over
@@ -20,20 +20,16 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.schedulers import AsyncHyperBandScheduler
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
-from ray.tune.search.optuna import OptunaSearch
-from ray.tune.search.repeater import TRIAL_INDEX, Repeater
+from ray.tune.search.repeater import TRIAL_INDEX
 from ray.tune.trainable.function_trainable import wrap_function
 
 from sspa_ray.orchestration.cluster import ClusterOptions, connect
@@ -41,11 +37,12 @@ from sspa_ray.orchestration.monitoring import install_grafana_dashboard, logger_
 from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
 from sspa_ray.orchestration.progress import ProgressTable
 from sspa_ray.orchestration.results import collect, write_results
+# Re-exported: the tuner.pkl of an ablation started before searchers.py existed names it here.
+from sspa_ray.orchestration.searchers import ListSearcher  # noqa: F401
 from sspa_ray.orchestration.stop import _TUNE_SIGINT_ENV, ExperimentStopped, StopGuard
 from sspa_ray.orchestration.storage import storage_filesystem
 from sspa_ray.orchestration.trial import CHECKPOINTS_KEPT, DRIVER_CPU, run_trial
 from sspa_ray.outputs import HANGUP_LOG_FILE, RESULTS_FILE, TABLE_STEM
-from sspa_ray.specs.search_space import Distribution
 
 assert REPEAT_INDEX == TRIAL_INDEX, "plan.py names Ray's Repeater index without importing Ray"
 # Seconds between snapshots of the experiment state; a killed driver loses at most this much.
@@ -106,7 +103,7 @@ def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15
                 reuse_actors: bool = True) -> tune.Tuner:
     return tune.Tuner(
         trainable,
-        param_space=param_space(plan),
+        param_space=plan.param_space(),
         tune_config=tune_config(plan, reuse_actors),
         run_config=tune.RunConfig(
             name=plan.name,
@@ -189,75 +186,13 @@ def named_trainable(plan: ExperimentPlan, per_trial: bool):
 
 
 class TrialNames:
-    """Tune's trial names and folder names: the plan's readable name; tune adds the trial number,
-    since sampled values may coincide once rounded."""
+    """Tune's trial names and folder names, the plan's (a class, not a closure: Tune pickles it)."""
 
     def __init__(self, plan: ExperimentPlan):
         self.plan = plan
 
     def __call__(self, trial) -> str:
-        name = self.plan.trial_name(trial.config)
-        return name if self.plan.kind == "ablate" else f"{name}-{trial.trial_id}"
-
-
-class ListSearcher(Searcher):
-    """Suggests an explicit list of configurations in order, so each trial's Tune config is exactly
-    its flat dotted config (a grid over whole dicts would nest them under one key)."""
-
-    def __init__(self, configs: list[dict[str, Any]]):
-        super().__init__()
-        self.configs = configs
-        self.next = 0
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.next >= len(self.configs):
-            return Searcher.FINISHED
-        self.next += 1
-        return dict(self.configs[self.next - 1])
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        pass  # required by Searcher; a fixed list learns nothing from results
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "w", encoding="utf-8") as file:
-            json.dump({"next": self.next}, file)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, encoding="utf-8") as file:
-            self.next = json.load(file)["next"]
-
-
-def param_space(plan: ExperimentPlan) -> dict[str, Any]:
-    if plan.kind == "ablate":
-        return {}  # the ListSearcher suggests every trial's config
-    space = {key: _domain(dist) for key, dist in plan.space.space.items() if key not in plan.sets}
-    if plan.seeds > 1 and plan.space.search != "optuna":  # Optuna's seeds come from its Repeater
-        base = plan.base_config().train.seed
-        space["train.seed"] = tune.grid_search(list(range(base, base + plan.seeds)))
-    return space
-
-
-def _domain(dist: Distribution):
-    args = list(dist.args)
-    if dist.kind == "grid":
-        return tune.grid_search(args)
-    if dist.kind == "choice":
-        return tune.choice(args)
-    if dist.kind == "uniform":
-        return tune.uniform(*args)
-    if dist.kind == "loguniform":
-        return tune.loguniform(*args)
-    if dist.kind == "randint":
-        return tune.randint(args[0], args[1] + 1)  # the YAML's upper bound is included
-    if dist.kind == "lograndint":
-        return tune.lograndint(args[0], args[1] + 1)
-    if dist.kind == "qrandint":
-        return tune.qrandint(*args)  # Ray includes qrandint's upper bound itself
-    if dist.kind == "qloguniform":
-        return tune.qloguniform(*args)
-    if dist.kind == "randn":
-        return tune.randn(*args)
-    return tune.quniform(*args)
+        return self.plan.tune_trial_name(trial.config, trial.trial_id)
 
 
 def tune_config(plan: ExperimentPlan, reuse_actors: bool = True) -> tune.TuneConfig:
@@ -278,33 +213,7 @@ def tune_config(plan: ExperimentPlan, reuse_actors: bool = True) -> tune.TuneCon
         # leave most of them waiting for workers.
         limit = _slots(plan)
     names = TrialNames(plan)
-    if plan.kind == "ablate":
-        return tune.TuneConfig(search_alg=ListSearcher(plan.tune_configs()), num_samples=len(plan.trials),
-                               max_concurrent_trials=limit or None, reuse_actors=reuse,
-                               trial_name_creator=names, trial_dirname_creator=names)
-    space = plan.space
-    seed = plan.base_config().train.seed
-    num_samples = space.num_samples
-    if space.search == "optuna":
-        searcher = OptunaSearch(seed=seed)
-        if plan.seeds > 1:
-            # Each suggestion runs once per seed (train.seed = base + TRIAL_INDEX); Optuna learns the mean.
-            searcher = Repeater(searcher, repeat=plan.seeds, set_index=True)
-            num_samples *= plan.seeds
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=max(limit or _slots(plan), plan.seeds))
-    else:
-        # constant_grid_search: draw the random keys once per sample and run that draw for every grid
-        # value, so that the seeds grid replicates one configuration (Ray resamples them otherwise).
-        searcher = BasicVariantGenerator(random_state=seed, max_concurrent=limit, constant_grid_search=True)
-    scheduler = None
-    if space.scheduler == "asha":
-        asha = space.asha
-        scheduler = AsyncHyperBandScheduler(
-            time_attr="epoch", max_t=asha.max_t or plan.base_config().train.epochs,
-            grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
-        )
-    return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=searcher, scheduler=scheduler,
-                           num_samples=num_samples, reuse_actors=reuse,
+    return tune.TuneConfig(**plan.tune_search(limit, lambda: _slots(plan)), reuse_actors=reuse,
                            trial_name_creator=names, trial_dirname_creator=names)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from sspa_ray.config import make_config
 from sspa_ray.errors import RunDirError
-from sspa_ray.outputs import METRICS, PLAN_FILE, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Status
+from sspa_ray.outputs import METRICS, PLAN_FILE, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Kind, Status
 from sspa_ray.report.aggregate import aggregate, read_results
 from sspa_ray.report.claims import write_claims
 from sspa_ray.report.plots import OVERLAY, RECALL_COLUMNS, overlay_ratio, plot_ablation
@@ -72,31 +73,44 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
         raise ValueError(f"unknown table format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     results = read_results(exp_dir)
     experiment = _read_experiment(exp_dir)
-    best = metric == "best"
-    prefix = "best." if best else ""
-    spec_path = exp_dir / SPEC_FILE
-    kind = experiment.get("kind") or ("ablate" if spec_path.is_file() else "tune")
     target = experiment.get("target") or _first(results, "data.target") or "synthetic"
+    return _renderer(exp_dir, experiment)(exp_dir, results, experiment, target, formats, metric == "best")
 
-    plots: dict[str, Path] = {}
-    if kind == "ablate":
-        if not spec_path.is_file():
-            raise RunDirError(f"{exp_dir}: an ablation without {SPEC_FILE}; copy the preset YAML there as {SPEC_FILE}")
-        if is_suite(spec_path.read_text(encoding="utf-8")):
-            return _render_suite(exp_dir, load_suite(spec_path), results, experiment, target, formats, best)
-        spec = load_ablation(spec_path)
-        table, plots, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best)
-        label = spec.name
-    else:
-        sort_metric = experiment.get("metric") or METRICS[0]
-        metrics = METRICS if sort_metric in METRICS else (sort_metric, *METRICS)
-        groups = aggregate(results, metrics, prefix=prefix, counted=(Status.COMPLETED, Status.STOPPED))
-        title = f"{experiment.get('name') or exp_dir.name}: {target}"
-        table = tune_table(groups, title=title, sort_metric=sort_metric,
-                           mode=experiment.get("mode") or "max", best=best)
-        label = exp_dir.name
 
-    written = _write_all(table, exp_dir, formats, best, label)
+Renderer = Callable[[Path, pd.DataFrame, dict[str, Any], str, Iterable[str], bool], dict[str, Path]]
+
+
+def _renderer(exp_dir: Path, experiment: dict[str, Any]) -> Renderer:
+    """How this experiment renders, from what it stored: a search space's table, one preset's table,
+    or a suite's tables (experiment.json's kind; an experiment without one is an ablation when it
+    kept its spec.yaml)."""
+    spec_path = exp_dir / SPEC_FILE
+    kind = experiment.get("kind") or (Kind.ABLATE if spec_path.is_file() else Kind.TUNE)
+    if kind != Kind.ABLATE:
+        return _render_tune
+    if not spec_path.is_file():
+        raise RunDirError(f"{exp_dir}: an ablation without {SPEC_FILE}; copy the preset YAML there as {SPEC_FILE}")
+    if is_suite(spec_path.read_text(encoding="utf-8")):
+        return functools.partial(_render_suite, load_suite(spec_path))
+    return functools.partial(_render_ablation, load_ablation(spec_path))
+
+
+def _render_tune(exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any], target: str,
+                 formats: Iterable[str], best: bool) -> dict[str, Path]:
+    """One table of the configurations, sorted by the search's metric."""
+    sort_metric = experiment.get("metric") or METRICS[0]
+    metrics = METRICS if sort_metric in METRICS else (sort_metric, *METRICS)
+    groups = aggregate(results, metrics, prefix="best." if best else "", counted=(Status.COMPLETED, Status.STOPPED))
+    title = f"{experiment.get('name') or exp_dir.name}: {target}"
+    table = tune_table(groups, title=title, sort_metric=sort_metric, mode=experiment.get("mode") or "max", best=best)
+    return _write_all(table, exp_dir, formats, best, exp_dir.name)
+
+
+def _render_ablation(spec: AblationSpec, exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any],
+                     target: str, formats: Iterable[str], best: bool) -> dict[str, Path]:
+    """The preset's table, its plots and its claims' verdicts."""
+    table, plots, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best)
+    written = _write_all(table, exp_dir, formats, best, spec.name)
     written.update(plots)
     return written
 
@@ -133,7 +147,7 @@ def table_rows(results: pd.DataFrame, table: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=results.columns)
 
 
-def _render_suite(exp_dir: Path, suite: Suite, results: pd.DataFrame, experiment: dict[str, Any], target: str,
+def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any], target: str,
                   formats: Iterable[str], best: bool) -> dict[str, Path]:
     """One folder per table (table_5/table.md, its plots, its spec.yaml), rendered as its own preset
     renders it, and at the top every table in one file plus the figures that span tables."""

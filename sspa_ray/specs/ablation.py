@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from sspa_ray.config import TARGETS, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
 from sspa_ray.outputs import METRICS
-from sspa_ray.specs._yaml import check_known, read_mapping
+from sspa_ray.specs._yaml import SpecFile, check_known, check_seeds, read_spec
 from sspa_ray.specs.claims import Claim, parse_claims
 
 if TYPE_CHECKING:
@@ -102,8 +102,16 @@ class AblationSpec:
     baseline: int
     grid: tuple[str, str] | None
     reference: Reference
-    path: Path
+    source: SpecFile                                     # the file, and its lines for errors
     claims: list[Claim] = field(default_factory=list)   # what the paper's table claims (specs/claims.py)
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    def text(self) -> str:
+        """The preset's YAML as written, for the experiment's spec.yaml."""
+        return self.path.read_text(encoding="utf-8")
 
     # ---- what the table shows -----------------------------------------------------------
     def row_keys(self) -> list[str]:
@@ -138,9 +146,7 @@ class AblationSpec:
         sets = dict(overrides or {})
         target = coerce("data.target", sets.pop("data.target", target))
         base_seed = coerce("train.seed", sets.pop("train.seed", 0))
-        n_seeds = self.seeds if seeds is None else seeds
-        if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
-            raise SpecError(f"--seeds {n_seeds!r} is invalid: give a whole number >= 1")
+        n_seeds = check_seeds(self.seeds if seeds is None else seeds)
         fixed = {k: v for k, v in self.fixed.items() if self.applies(k, target)}
         across = self.active_across(target)
         combos = [dict(zip(across, values)) for values in itertools.product(*across.values())]
@@ -173,7 +179,7 @@ class AblationSpec:
                 where += " with " + ", ".join(f"{k}={_text_of(v)}" for k, v in combo.items())
             if sets:
                 where += " and --set " + " ".join(f"{k}={_text_of(v)}" for k, v in sets.items())
-            raise SpecError(f"{self.path}: {where} on target {target}: {exc}") from None
+            raise self.source.error(f"rows[{index}]", f"{where} on target {target}: {exc}") from None
 
 
 def _text_of(value: Any) -> str:
@@ -209,144 +215,147 @@ def resolve_preset(name_or_path: str | Path) -> Path | Traversable:
 
 
 def load_ablation(name_or_path: str | Path) -> AblationSpec:
-    path = resolve_preset(name_or_path)
-    return parse_ablation(read_mapping(path), path)
+    return parse_ablation(*read_spec(resolve_preset(name_or_path)))
 
 
 # ---- validation -----------------------------------------------------------------------------
 
-def parse_ablation(data: Mapping[str, Any], path: Path) -> AblationSpec:
-    """Validate a loaded YAML mapping; every problem is a one-line SpecError naming the key."""
-    check_known(path, "", data, TOP_KEYS)
+def parse_ablation(data: Mapping[str, Any], src: SpecFile) -> AblationSpec:
+    """Validate a loaded YAML mapping; every problem is a one-line SpecError naming the file, line and key."""
+    check_known(src, "", data, TOP_KEYS)
     for key in ("name", "title", "rows"):
         if key not in data:
-            raise SpecError(f"{path}: missing required key '{key}'")
-    name = _text(path, "name", data["name"])
-    title = _text(path, "title", data["title"])
+            raise src.error("", f"missing required key '{key}'")
+    name = _text(src, "name", data["name"])
+    title = _text(src, "title", data["title"])
     layout = data.get("layout", "list")
-    check_known(path, "layout: ", [layout], LAYOUTS)
-    metrics = _metrics(path, "metrics", data.get("metrics", list(METRICS)))
+    check_known(src, "layout: ", [layout], LAYOUTS, at="layout")
+    metrics = _metrics(src, "metrics", data.get("metrics", list(METRICS)))
 
-    rows, labels = _rows(path, data["rows"])
-    fixed = _values(path, "fixed", data.get("fixed") or {})
-    across = _across(path, data.get("across") or {})
+    rows, labels = _rows(src, data["rows"])
+    fixed = _values(src, "fixed", data.get("fixed") or {})
+    across = _across(src, data.get("across") or {})
     for key in across:
         if any(key in row for row in rows) or key in fixed:
-            raise SpecError(f"{path}: across.{key} is also set in rows or fixed; set it in one place")
-    only_for = _only_for(path, data.get("only_for") or {}, set(fixed) | set(across) | {k for r in rows for k in r})
-    seeds = _count(path, "seeds", data.get("seeds", 1), lo=1)
-    baseline = _count(path, "baseline", data.get("baseline", 0), lo=0)
+            raise src.error(f"across.{key}", f"across.{key} is also set in rows or fixed; set it in one place")
+    only_for = _only_for(src, data.get("only_for") or {}, set(fixed) | set(across) | {k for r in rows for k in r})
+    seeds = _count(src, "seeds", data.get("seeds", 1), lo=1)
+    baseline = _count(src, "baseline", data.get("baseline", 0), lo=0)
     if baseline >= len(rows):
-        raise SpecError(f"{path}: baseline {baseline} is not a row index; choose 0..{len(rows) - 1}")
-    grid = _layout_checks(path, layout, rows, data.get("grid"))
-    reference = _reference(path, data.get("reference") or {}, metrics, across, len(rows))
-    claims = parse_claims(path, data.get("claims"), rows=len(rows), labels=labels, metrics=metrics)
+        raise src.error("baseline", f"baseline {baseline} is not a row index; choose 0..{len(rows) - 1}")
+    grid = _layout_checks(src, layout, rows, data.get("grid"))
+    reference = _reference(src, data.get("reference") or {}, metrics, across, len(rows))
+    claims = parse_claims(src, data.get("claims"), rows=len(rows), labels=labels, metrics=metrics)
     return AblationSpec(
         name=name, title=title, layout=layout, metrics=metrics, rows=rows, labels=labels,
         across=across, only_for=only_for, fixed=fixed, seeds=seeds, baseline=baseline, grid=grid,
-        reference=reference, path=path, claims=claims,
+        reference=reference, source=src, claims=claims,
     )
 
 
-def _text(path, key, value) -> str:
+def _text(src: SpecFile, key, value) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{path}: '{key}' must be a non-empty string")
+        raise src.error(key, f"'{key}' must be a non-empty string")
     return value.strip()
 
 
-def _count(path, key, value, *, lo) -> int:
+def _count(src: SpecFile, key, value, *, lo) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise SpecError(f"{path}: '{key}: {value!r}' is invalid: expected a whole number >= {lo}")
+        raise src.error(key, f"'{key}: {value!r}' is invalid: expected a whole number >= {lo}")
     return value
 
 
-def _metrics(path, where, value) -> tuple[str, ...]:
+def _metrics(src: SpecFile, where, value) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise SpecError(f"{path}: '{where}' must be a non-empty list of {', '.join(METRICS)}")
-    check_known(path, f"{where}: ", value, METRICS)
+        raise src.error(where, f"'{where}' must be a non-empty list of {', '.join(METRICS)}")
+    check_known(src, f"{where}: ", value, METRICS, at=where)
     if len(set(value)) != len(value):
-        raise SpecError(f"{path}: '{where}' lists a metric twice; list each once")
+        raise src.error(where, f"'{where}' lists a metric twice; list each once")
     return tuple(value)
 
 
-def _value(path, where, key, value):
+def _value(src: SpecFile, where, key, value, at=None):
+    """A coerced value of `key`; `where` prefixes the key in messages, `at` is its entry (default where + key)."""
+    at = at or f"{where}{key}"
     if not isinstance(key, str):
-        raise SpecError(f"{path}: {where}: key {key!r} is not a dotted config key such as pam.alpha")
+        raise src.error(at, f"{where}: key {key!r} is not a dotted config key such as pam.alpha")
     if key in _RESERVED:
-        raise SpecError(f"{path}: {where}{key} cannot be set in a preset: {_RESERVED[key]}")
+        raise src.error(at, f"{where}{key} cannot be set in a preset: {_RESERVED[key]}")
     try:
         return coerce(key, value)
     except ConfigError as exc:
-        raise SpecError(f"{path}: {where}{key}: {exc}") from None
+        raise src.error(at, f"{where}{key}: {exc}") from None
 
 
-def _values(path, where, mapping) -> dict[str, Any]:
+def _values(src: SpecFile, where, mapping) -> dict[str, Any]:
     if not isinstance(mapping, dict):
-        raise SpecError(f"{path}: '{where}' must be a mapping of dotted keys to values")
-    return {key: _value(path, f"{where}.", key, value) for key, value in mapping.items()}
+        raise src.error(where, f"'{where}' must be a mapping of dotted keys to values")
+    return {key: _value(src, f"{where}.", key, value) for key, value in mapping.items()}
 
 
-def _rows(path, raw) -> tuple[list[dict[str, Any]], list[str | None]]:
+def _rows(src: SpecFile, raw) -> tuple[list[dict[str, Any]], list[str | None]]:
     if not isinstance(raw, list) or not raw:
-        raise SpecError(f"{path}: 'rows' must be a non-empty list of mappings, one per table row")
+        raise src.error("rows", "'rows' must be a non-empty list of mappings, one per table row")
     rows, labels = [], []
     for i, row in enumerate(raw):
         if not isinstance(row, dict):
-            raise SpecError(f"{path}: rows[{i}] must be a mapping such as {{moe.experts: 3}}")
+            raise src.error(f"rows[{i}]", f"rows[{i}] must be a mapping such as {{moe.experts: 3}}")
         label = row.get(ROW_LABEL)
         if label is not None and not isinstance(label, str):
-            raise SpecError(f"{path}: rows[{i}].label must be a string")
-        values = _values(path, f"rows[{i}]", {k: v for k, v in row.items() if k != ROW_LABEL})
+            raise src.error(f"rows[{i}].{ROW_LABEL}", f"rows[{i}].label must be a string")
+        values = _values(src, f"rows[{i}]", {k: v for k, v in row.items() if k != ROW_LABEL})
         if values in rows:
-            raise SpecError(f"{path}: rows[{i}] repeats rows[{rows.index(values)}]; remove one")
+            raise src.error(f"rows[{i}]", f"rows[{i}] repeats rows[{rows.index(values)}]; remove one")
         rows.append(values)
         labels.append(label)
     return rows, labels
 
 
-def _across(path, raw) -> dict[str, list[Any]]:
+def _across(src: SpecFile, raw) -> dict[str, list[Any]]:
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: 'across' must map dotted keys to lists of values")
+        raise src.error("across", "'across' must map dotted keys to lists of values")
     across = {}
     for key, values in raw.items():
         if not isinstance(values, list) or not values:
-            raise SpecError(f"{path}: across.{key} must be a non-empty list of values")
-        coerced = [_value(path, "across.", key, v) for v in values]
+            raise src.error(f"across.{key}", f"across.{key} must be a non-empty list of values")
+        coerced = [_value(src, "across.", key, v, at=f"across.{key}[{i}]") for i, v in enumerate(values)]
         if len(set(coerced)) != len(coerced):
-            raise SpecError(f"{path}: across.{key} lists a value twice; list each once")
+            raise src.error(f"across.{key}", f"across.{key} lists a value twice; list each once")
         across[key] = coerced
     return across
 
 
-def _only_for(path, raw, used: set[str]) -> dict[str, tuple[str, ...]]:
+def _only_for(src: SpecFile, raw, used: set[str]) -> dict[str, tuple[str, ...]]:
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: 'only_for' must map dotted keys to lists of targets")
+        raise src.error("only_for", "'only_for' must map dotted keys to lists of targets")
     out = {}
     for key, targets in raw.items():
+        where = f"only_for.{key}"
         if key not in used:
-            raise SpecError(f"{path}: only_for.{key} names a key that no row, across or fixed sets; remove it")
+            raise src.error(where, f"{where} names a key that no row, across or fixed sets; remove it")
         if not isinstance(targets, list) or not targets:
-            raise SpecError(f"{path}: only_for.{key} must be a non-empty list of targets ({', '.join(TARGETS)})")
-        check_known(path, f"only_for.{key}: ", targets, TARGETS)
+            raise src.error(where, f"{where} must be a non-empty list of targets ({', '.join(TARGETS)})")
+        check_known(src, f"{where}: ", targets, TARGETS, at=where)
         out[key] = tuple(targets)
     return out
 
 
-def _layout_checks(path, layout, rows, grid) -> tuple[str, str] | None:
+def _layout_checks(src: SpecFile, layout, rows, grid) -> tuple[str, str] | None:
     varied = list(dict.fromkeys(k for row in rows for k in row))
     if layout != "grid" and grid is not None:
-        raise SpecError(f"{path}: 'grid' only applies to layout: grid; remove it or set layout: grid")
+        raise src.error("grid", "'grid' only applies to layout: grid; remove it or set layout: grid")
     if layout == "grid":
         if not (isinstance(grid, list) and len(grid) == 2 and all(isinstance(k, str) for k in grid)):
-            raise SpecError(f"{path}: layout: grid needs 'grid: [ROW_KEY, COLUMN_KEY]', e.g. [pam.beta, pam.alpha]")
+            raise src.error("grid" if grid is not None else "layout",
+                            "layout: grid needs 'grid: [ROW_KEY, COLUMN_KEY]', e.g. [pam.beta, pam.alpha]")
         for i, row in enumerate(rows):
             if set(row) != set(grid):
-                raise SpecError(f"{path}: rows[{i}] must set exactly the grid keys {grid[0]} and {grid[1]}")
+                raise src.error(f"rows[{i}]", f"rows[{i}] must set exactly the grid keys {grid[0]} and {grid[1]}")
         return grid[0], grid[1]
     if layout == "ratio" and any("data.aux_ratio" not in row for row in rows):
-        raise SpecError(f"{path}: layout: ratio needs data.aux_ratio in every row")
+        raise src.error("layout", "layout: ratio needs data.aux_ratio in every row")
     if layout == "modules" and not any(k.startswith("modules.") for k in varied):
-        raise SpecError(f"{path}: layout: modules needs rows that set modules.* keys")
+        raise src.error("layout", "layout: modules needs rows that set modules.* keys")
     return None
 
 
@@ -354,34 +363,34 @@ def _combo_key(combo: Mapping[str, Any]) -> Combo:
     return tuple(sorted(combo.items()))
 
 
-def _parse_combo(path, where, text, across) -> Combo:
+def _parse_combo(src: SpecFile, where, text, across) -> Combo:
     if not across:
-        raise SpecError(f"{path}: {where}: this preset has no 'across', so give the rows' list directly")
+        raise src.error(where, f"{where}: this preset has no 'across', so give the rows' list directly")
     combo = {}
     for part in str(text).split(","):
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in across:
-            raise SpecError(
-                f"{path}: {where}: '{text}' must name each across key as KEY=VALUE, "
+            raise src.error(
+                where, f"{where}: '{text}' must name each across key as KEY=VALUE, "
                 f"e.g. {', '.join(f'{k}={v[0]}' for k, v in across.items())}"
             )
-        combo[key] = _value(path, f"{where}: ", key, value.strip())
+        combo[key] = _value(src, f"{where}: ", key, value.strip(), at=where)
         if combo[key] not in across[key]:
-            raise SpecError(f"{path}: {where}: {key}={combo[key]} is not one of across.{key}")
+            raise src.error(where, f"{where}: {key}={combo[key]} is not one of across.{key}")
     if set(combo) != set(across):
-        raise SpecError(f"{path}: {where}: '{text}' must give a value for each of {', '.join(across)}")
+        raise src.error(where, f"{where}: '{text}' must give a value for each of {', '.join(across)}")
     return _combo_key(combo)
 
 
-def _reference(path, raw, metrics, across, n_rows) -> Reference:
+def _reference(src: SpecFile, raw, metrics, across, n_rows) -> Reference:
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: 'reference' must be a mapping")
-    check_known(path, "reference.", raw, ("metrics", "source", *TARGETS))
-    ref_metrics = _metrics(path, "reference.metrics", raw.get("metrics", list(metrics)))
+        raise src.error("reference", "'reference' must be a mapping")
+    check_known(src, "reference.", raw, ("metrics", "source", *TARGETS))
+    ref_metrics = _metrics(src, "reference.metrics", raw.get("metrics", list(metrics)))
     for metric in ref_metrics:
         if metric not in metrics:
-            raise SpecError(f"{path}: reference.metrics lists {metric}, which 'metrics' does not; add it there")
+            raise src.error("reference.metrics", f"reference.metrics lists {metric}, which 'metrics' does not; add it there")
     source = raw.get("source", "")
     values: dict[str, dict[Combo, list]] = {}
     for target in TARGETS:
@@ -391,19 +400,19 @@ def _reference(path, raw, metrics, across, n_rows) -> Reference:
         if not across:
             block = {"": block}
         elif not isinstance(block, dict):
-            raise SpecError(f"{path}: reference.{target} must map each across combination (e.g. "
+            raise src.error(f"reference.{target}", f"reference.{target} must map each across combination (e.g. "
                             f"{next(iter(across))}={next(iter(across.values()))[0]}) to one entry per row")
         values[target] = {}
         for combo_text, entries in block.items():
             where = f"reference.{target}" + (f".{combo_text}" if across else "")
-            combo = _parse_combo(path, where, combo_text, across) if across else ()
-            values[target][combo] = _entries(path, where, entries, ref_metrics, n_rows)
+            combo = _parse_combo(src, where, combo_text, across) if across else ()
+            values[target][combo] = _entries(src, where, entries, ref_metrics, n_rows)
     return Reference(metrics=ref_metrics, source=str(source), values=values)
 
 
-def _entries(path, where, entries, metrics, n_rows):
+def _entries(src: SpecFile, where, entries, metrics, n_rows):
     if not isinstance(entries, list) or len(entries) != n_rows:
-        raise SpecError(f"{path}: {where} must list one entry per row ({n_rows}); use null where the paper has none")
+        raise src.error(where, f"{where} must list one entry per row ({n_rows}); use null where the paper has none")
     out = []
     for i, entry in enumerate(entries):
         if entry is None:
@@ -411,9 +420,9 @@ def _entries(path, where, entries, metrics, n_rows):
             continue
         numbers = entry if isinstance(entry, list) else [entry]
         if len(numbers) != len(metrics):
-            raise SpecError(f"{path}: {where}[{i}] must give {len(metrics)} numbers ({', '.join(metrics)})")
+            raise src.error(f"{where}[{i}]", f"{where}[{i}] must give {len(metrics)} numbers ({', '.join(metrics)})")
         for x in numbers:
             if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)):
-                raise SpecError(f"{path}: {where}[{i}]: {x!r} is not a number (percent) or null")
+                raise src.error(f"{where}[{i}]", f"{where}[{i}]: {x!r} is not a number (percent) or null")
         out.append({m: (None if x is None else float(x)) for m, x in zip(metrics, numbers)})
     return out

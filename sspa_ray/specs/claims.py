@@ -16,12 +16,10 @@ names the file and line, as in the rest of specs/.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sspa_ray.errors import SpecError
+from sspa_ray.specs._yaml import SpecFile
 
 CLAIM_KEYS = ("claim", "section", "metrics", "better", "than")
 EVERY_OTHER_ROW = "all"
@@ -37,37 +35,13 @@ class Claim:
     best_of: bool               # `than: all`: better is claimed to be the best row
 
 
-def claim_lines(path: Path) -> dict[str, int]:
-    """1-based lines of ``claims[i]`` and ``claims[i].KEY`` in the YAML file (empty when unreadable)."""
-    try:
-        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    lines: dict[str, int] = {}
-    if not isinstance(root, yaml.MappingNode):
-        return lines
-    for key, value in root.value:
-        if key.value == "claims":
-            lines["claims"] = key.start_mark.line + 1
-            if isinstance(value, yaml.SequenceNode):
-                for i, item in enumerate(value.value):
-                    lines[f"claims[{i}]"] = item.start_mark.line + 1
-                    if isinstance(item, yaml.MappingNode):
-                        for k, v in item.value:
-                            lines[f"claims[{i}].{k.value}"] = k.start_mark.line + 1
-    return lines
-
-
-def parse_claims(path: Path, raw: Any, *, rows: int, labels: list[str | None], metrics: tuple[str, ...]) -> list[Claim]:
+def parse_claims(src: SpecFile, raw: Any, *, rows: int, labels: list[str | None], metrics: tuple[str, ...]) -> list[Claim]:
     """Validate the `claims:` list of a preset with `rows` rows named `labels`, measured on `metrics`."""
     if raw is None:
         return []
-    lines = claim_lines(path)
 
     def error(where: str, message: str) -> SpecError:
-        line = lines.get(where) or lines.get(where.split(".")[0]) or lines.get("claims")
-        at = f"{path}:{line}" if line else str(path)
-        return SpecError(f"{at}: {where}: {message}")
+        return src.error(where, f"{where}: {message}")
 
     if not isinstance(raw, list):
         raise error("claims", "must be a list of claims, each {claim, metrics, better, than}")

@@ -31,18 +31,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-
-import yaml
 
 from sspa_ray.config import FIELDS, Config, allowed, check_key, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
 from sspa_ray.outputs import METRICS
 from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
-from sspa_ray.specs._yaml import read_mapping
+from sspa_ray.specs._yaml import SpecFile, name_problem, read_spec
 
 MODES = ("max", "min")
 SEARCHES = ("grid", "random", "optuna")
@@ -56,7 +53,6 @@ NOT_FOR_OPTUNA = ("randn", "qloguniform")
 RANDN_SDS = 3
 _ASHA_KEYS = ("grace_period", "max_t", "reduction_factor")
 TOP_LEVEL_KEYS = ("name", "metric", "mode", "search", "num_samples", "scheduler", *_ASHA_KEYS, "space", "fixed")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Above this many combinations, cross-key checks test each key's extremes one at a time.
 _MAX_CHECKED_COMBINATIONS = 4096
 
@@ -121,21 +117,17 @@ class SearchSpace:
 
 def load_search_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file; every problem raises a one-line SpecError."""
-    path = Path(path)
-    doc = read_mapping(path)
-    lines = _key_lines(path, path.read_text(encoding="utf-8"))
-    return _SpaceParser(path, lines).parse(doc)
+    doc, src = read_spec(Path(path))
+    return _SpaceParser(src).parse(doc)
 
 
 class _SpaceParser:
-    def __init__(self, path: Path, lines: dict[str, int]):
-        self.path = path
-        self.lines = lines
+    def __init__(self, src: SpecFile):
+        self.src = src
+        self.path = src.path
 
     def error(self, where: str, message: str) -> SpecError:
-        line = self.lines.get(where)
-        at = f"{self.path}:{line}" if line else str(self.path)
-        return SpecError(f"{at}: {where}: {message}")
+        return self.src.error(where, f"{where}: {message}")
 
     def pick(self, doc: dict, key: str, choices: tuple[str, ...], default: str) -> str:
         value = doc.get(key, default)
@@ -159,8 +151,8 @@ class _SpaceParser:
                 hint = did_you_mean(key, TOP_LEVEL_KEYS, otherwise=f"allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
                 raise self.error(str(key), f"unknown top-level key: {hint}")
         name = doc.get("name", self.path.stem)
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise self.error("name", f"{name!r} is not a usable experiment name: use letters, digits, '.', '_' or '-'")
+        if problem := name_problem(name):
+            raise self.error("name", problem)
         metric = self.pick(doc, "metric", METRICS, "macro_f1")
         mode = self.pick(doc, "mode", MODES, "max")
         search = self.pick(doc, "search", SEARCHES, "grid")
@@ -286,29 +278,3 @@ def with_num_samples(space: SearchSpace, num_samples: int | None) -> SearchSpace
     if num_samples < 1:
         raise SpecError(f"--num-samples {num_samples} is invalid: give a whole number >= 1")
     return dataclasses.replace(space, num_samples=num_samples)
-
-
-def _key_lines(path: Path, text: str) -> dict[str, int]:
-    """Map each top-level key and each ``space.KEY`` / ``fixed.KEY`` to its 1-based line.
-
-    Composing the node tree (no object construction) also finds duplicate keys, which
-    ``yaml.safe_load`` would silently collapse. The text has already parsed with ``read_mapping``.
-    """
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines: dict[str, int] = {}
-    if not isinstance(root, yaml.MappingNode):
-        return lines
-
-    def walk(node: yaml.MappingNode, prefix: str) -> None:
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            name = prefix + str(key_node.value)
-            if name in seen:
-                raise SpecError(f"{path}:{key_node.start_mark.line + 1}: {name}: duplicate key; keep one entry")
-            seen.add(name)
-            lines[name] = key_node.start_mark.line + 1
-            if not prefix and key_node.value in ("space", "fixed") and isinstance(value_node, yaml.MappingNode):
-                walk(value_node, f"{key_node.value}.")
-
-    walk(root, "")
-    return lines

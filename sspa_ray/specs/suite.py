@@ -20,6 +20,7 @@ import yaml
 from sspa_ray.config import make_config
 from sspa_ray.errors import SpecError
 from sspa_ray.outputs import SPEC_FILE
+from sspa_ray.specs._yaml import parse_spec, read_spec
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec, load_ablation, parse_ablation
 
 PAPER = "paper"
@@ -43,8 +44,13 @@ class Suite:
     texts: dict[str, str]                 # table id -> the preset's YAML text
 
     @property
-    def title(self) -> str:
-        return f"Tables of the paper ({', '.join(self.tables)})"
+    def seeds(self) -> int:
+        """The most seeds any table runs: the suite's default --seeds."""
+        return max(table.seeds for table in self.tables.values())
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return next(iter(self.tables.values())).metrics
 
     def trials(self, target: str, overrides: Mapping[str, Any] | None = None, seeds: int | None = None) -> list[TrialSpec]:
         """The distinct trials of every table, in table order; `feeds` lists (table, row) of each."""
@@ -72,7 +78,7 @@ def paper_suite(target: str) -> Suite:
     if tables is None:
         raise SpecError(f"--preset paper has no tables for target {target}: choose one of {', '.join(PAPER_TABLES)}")
     specs = {table: load_ablation(name) for table, name in tables.items()}
-    return Suite(PAPER, specs, {table: spec.path.read_text(encoding="utf-8") for table, spec in specs.items()})
+    return Suite(PAPER, specs, {table: spec.text() for table, spec in specs.items()})
 
 
 def is_suite(text: str) -> bool:
@@ -85,13 +91,13 @@ def is_suite(text: str) -> bool:
 
 def load_suite(path: Path) -> Suite:
     """A suite from an experiment's spec.yaml (written by :meth:`Suite.text`)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    tables = data.get("tables") if isinstance(data, dict) else None
+    data, src = read_spec(path)
+    tables = data.get("tables")
     if not isinstance(tables, dict) or not tables:
-        raise SpecError(f"{path}: a suite needs 'tables' mapping table ids to preset YAML texts")
+        raise src.error("tables", "a suite needs 'tables' mapping table ids to preset YAML texts")
     specs = {}
     for table, text in tables.items():
-        specs[table] = parse_ablation(yaml.safe_load(text), path.parent / table / SPEC_FILE)
+        specs[table] = parse_ablation(*parse_spec(text, path.parent / table / SPEC_FILE))
     return Suite(str(data[SUITE_KEY]), specs, dict(tables))
 
 
