@@ -72,8 +72,9 @@ class StopGuard:
     def __enter__(self) -> "StopGuard":
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
-                if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup: the user chose to go on
-                    self._previous[sig] = signal.signal(sig, self._on_signal)
+                if sig == signal.SIGHUP and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # nohup: the user chose to go on when the terminal closes
+                self._previous[sig] = signal.signal(sig, self._on_signal)
         # Known now: once the terminal hangs up, isatty() fails on it.
         self._terminal_fds = [fd for fd in (1, 2) if _isatty(fd)]
         for handler in self._logger.handlers:
