@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from _layouts import make_affectnet, make_rafdb

@@ -24,15 +24,13 @@ _DONE = b"done\n"
 # The reaper waits for the driver's stdin pipe to close, gives Ray's own clean-up a moment, then
 # SIGKILLs the groups, unless the driver wrote _DONE first.
 _REAPER = """
-import os, signal, sys, time
+import contextlib, os, signal, sys, time
 said = sys.stdin.buffer.read()
 if said != %r:
     time.sleep(3)
     for group in map(int, sys.argv[1:]):
-        try:
+        with contextlib.suppress(ProcessLookupError):  # a group that ended on its own
             os.killpg(group, signal.SIGKILL)
-        except OSError:
-            pass
 """ % _DONE
 
 

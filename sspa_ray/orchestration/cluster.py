@@ -135,11 +135,10 @@ def connect(options: ClusterOptions, log: Callable[[str], None] = print) -> Iter
             print(exposure_warning(options.dashboard_host, options.dashboard_port), file=sys.stderr, flush=True)
         isolate_local_ray()
         # "local": a new Ray even where RAY_ADDRESS or /tmp/ray/ray_current_cluster name another one.
-        with ray_processes_in_own_sessions() as started:
+        with ray_processes_in_own_sessions() as groups:
             context = ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=options.dashboard,
                                dashboard_host=options.dashboard_host, dashboard_port=options.dashboard_port,
                                log_to_driver=False)
-        groups = started
     if options.dashboard and context.dashboard_url:
         log(f"Ray dashboard: http://{context.dashboard_url}")
         log(f"  sign in with the token in {token_path()} (API clients: 'Authorization: Bearer <token>')")

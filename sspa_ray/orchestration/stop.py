@@ -76,7 +76,7 @@ class StopGuard:
                     continue  # nohup: the user chose to go on when the terminal closes
                 self._previous[sig] = signal.signal(sig, self._on_signal)
         # Known now: once the terminal hangs up, isatty() fails on it.
-        self._terminal_fds = [fd for fd in (1, 2) if _isatty(fd)]
+        self._terminal_fds = [fd for fd in (1, 2) if os.isatty(fd)]
         for handler in self._logger.handlers:
             handler.addFilter(self._filter)
         _active.append(self)
@@ -141,9 +141,3 @@ class StopGuard:
             return False
         return not (self.stopping and record.name.startswith("ray.tune"))
 
-
-def _isatty(fd: int) -> bool:
-    try:
-        return os.isatty(fd)
-    except OSError:
-        return False

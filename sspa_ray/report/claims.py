@@ -213,8 +213,8 @@ def render_markdown(spec: AblationSpec, verdicts: list[Verdict], row_name) -> st
     lines += [
         "",
         f"{counts[HOLDS]} hold, {counts[CONTRADICTED]} contradicted, {counts[INCONCLUSIVE]} inconclusive.",
-        f"- Values in percent, mean ± std over seeds (ddof=1); `ours` shows the claimed-better row, then the "
-        f"rival the verdict turns on.",
+        "- Values in percent, mean ± std over seeds (ddof=1); `ours` shows the claimed-better row, then the "
+        "rival the verdict turns on.",
         f"- Holds / contradicted: the difference has the claimed / the other sign, with p < {SIGNIFICANCE_LEVEL} "
         "in a paired t-test by seed against every rival (one seed: the sign alone). Otherwise inconclusive.",
         "- Paper: the claimed-better row vs its best rival in the paper's table.",
