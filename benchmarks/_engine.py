@@ -67,8 +67,8 @@ def fixed_clean_mask(trainer: Trainer, seed: int = 0) -> np.ndarray:
     """Targets clean, AUX_CLEAN_SHARE of the aux set clean; also installed in the trainer's SSM."""
     rng = np.random.default_rng(seed)
     clean = rng.random(trainer.num_samples) < AUX_CLEAN_SHARE
-    clean[: trainer.n_target] = True
-    trainer.selector.clean = torch.from_numpy(clean).to(trainer.device)
+    clean[: trainer.method.n_target] = True
+    trainer.method.selector.clean = torch.from_numpy(clean).to(trainer.device)
     return clean
 
 
@@ -83,14 +83,16 @@ class EngineEpoch:
         self.trainer, self.stage = trainer, stage
         self.model = trainer.training_model()
         # Without the SSM every sample stays clean, as in a real run.
-        self.clean = fixed_clean_mask(trainer) if trainer.cfg.modules.ssm else trainer.selector.clean.cpu().numpy()
-        self.steps, self.batch = trainer.steps, trainer.cfg.train.batch_size
+        self.clean = fixed_clean_mask(trainer) if trainer.cfg.modules.ssm else trainer.method.clean
+        # The plan's stage follows the epoch: the first epoch is SS, the first after the SS stage PA.
+        trainer.epoch = 0 if stage == "SS" else trainer.cfg.train.selection_epochs
+        self.steps, self.batch = trainer.method.steps(trainer.epoch), trainer.cfg.train.batch_size
 
     def __call__(self) -> float:
         t = self.trainer
-        loss = t.train_epoch(self.model, t.plan(self.stage, self.clean), self.stage)
-        if self.stage == "SS" and t.cfg.modules.ssm:
-            t.selector.end_epoch()
+        t.method.clean = self.clean
+        loss = t.train_epoch(self.model, t.plan(), self.stage)
+        t.method.end_epoch(self.stage)
         return loss
 
 
@@ -110,9 +112,10 @@ class PlainEpoch:
             self.model = self.model.to(memory_format=torch.channels_last)
         t = cfg.train
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t.epochs * trainer.steps)
+        steps = trainer.method.steps(0)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t.epochs * steps)
         self.trainer = trainer
-        self.steps, self.batch = trainer.steps, t.batch_size
+        self.steps, self.batch = steps, t.batch_size
 
     def __call__(self) -> float:
         t = self.trainer

@@ -21,6 +21,12 @@ from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
 TARGETS = ("synthetic", "rafdb", "caers")
 AUX_DATASETS = ("affectnet", "none")
 BACKBONES = ("small", "resnet18", "arm")
+# The joint-training methods (method.name), each one file under engine/methods/ registered by this
+# name; the engine checks that its registry and this tuple agree (tests/test_methods.py).
+METHODS = ("sspa_jt", "scn")
+# method.recipe: the optimiser recipe. `shared` gives every method the same SGD + cosine schedule
+# (train.*), the controlled comparison; `own` uses the method's published recipe where it has one.
+RECIPES = ("shared", "own")
 # The model.pretrained value naming the backbone identity-pretrained on synthetic faces (engine/pretrain.py).
 SYNTHETIC_PRETRAINED = "synthetic-faces"
 
@@ -39,6 +45,37 @@ class ModulesConfig:
     fix_target: bool = _f(True, help="target samples are always clean")
     moe: bool = _f(True, help="Mixture-of-Experts head; off = one linear head")
     pam: bool = _f(True, help="Paired Augmentation Module in the PA stage")
+
+
+# SSPA-JT's module toggles, defined once: key -> (its short name in trial names, the paper's title
+# in tables). tests/test_methods.py checks that they are ModulesConfig's fields.
+MODULES: dict[str, tuple[str, str]] = {
+    "modules.ssm": ("ssm", "SSM"),
+    "modules.fix_target": ("fix", "D_T fixed"),
+    "modules.moe": ("moe", "MoE"),
+    "modules.pam": ("pam", "PAM"),
+}
+
+
+@dataclass
+class MethodConfig:
+    name: str = _f("sspa_jt", choices=METHODS, help="joint-training method; modules.* are SSPA-JT's options, scn.* SCN's")
+    recipe: str = _f("shared", choices=RECIPES,
+                     help="optimiser: shared = train.* SGD + cosine for every method; own = the method's published recipe")
+
+
+@dataclass
+class SCNConfig:
+    rank_margin: float = _f(0.15, lo=0.0, hi=1.0, help="delta_1 of the rank regularisation")
+    high_share: float = _f(0.7, lo=0.0, lo_open=True, hi=1.0, hi_open=True,
+                           help="beta: share of a batch in the high-importance group")
+    relabel_margin: float = _f(0.2, lo=0.0, hi=1.0, help="delta_2: relabel when max prob - given-label prob exceeds it")
+    relabel_epoch: int = _f(-1, lo=-1, hi=10000,
+                            help="first (1-based) epoch that relabels; -1 = the reference's 10 of 70, scaled to train.epochs")
+    relabel_scope: str = _f("batch", choices=("batch", "low"),
+                            help="who may be relabelled: batch = any sample (the code), low = the low-importance group (the paper)")
+    gamma: float | None = _f(None, lo=0.0, lo_open=True, hi=1.0, hi_open=True,
+                             help="none = CE + rank loss (the code); a value = gamma*rank + (1-gamma)*CE (the paper)")
 
 
 @dataclass
@@ -98,6 +135,8 @@ class TrainConfig:
 
 @dataclass
 class Config:
+    method: MethodConfig = field(default_factory=MethodConfig)
+    scn: SCNConfig = field(default_factory=SCNConfig)
     modules: ModulesConfig = field(default_factory=ModulesConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
     ssm: SSMConfig = field(default_factory=SSMConfig)
@@ -128,7 +167,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Checks that involve more than one key. Returns self."""
-        if self.modules.pam and not self.modules.ssm:
+        if self.method.name == "sspa_jt" and self.modules.pam and not self.modules.ssm:
             raise ConfigError(
                 "modules.pam=true needs modules.ssm=true: PAM pairs clean with noisy samples and "
                 "only SSM decides which are noisy; set modules.ssm=true or modules.pam=false"
@@ -214,7 +253,8 @@ def allowed(key: str) -> str:
     if meta["lo"] is not None or meta["hi"] is not None:
         lb = "(" if meta["lo_open"] else "["
         rb = ")" if meta["hi_open"] else "]"
-        return f"a{'n' if t == 'int' else ''} {t} in {lb}{meta['lo']}, {meta['hi']}{rb}"
+        ranged = f"a{'n' if t == 'int' else ''} {t} in {lb}{meta['lo']}, {meta['hi']}{rb}"
+        return ranged + (", or none" if "None" in str(fld.type) else "")
     if "None" in str(fld.type):
         return "a path, or none"
     return f"a {t}"

@@ -43,10 +43,12 @@ DIVERGED_KEY = Status.DIVERGED.value
 
 
 class Stage(_Word):
-    """The two training stages of SSPA-JT (paper Algorithm 3)."""
+    """The stage of a training epoch: SSPA-JT's two (paper Algorithm 3), or one for the other methods."""
 
     SS = "SS"   # sample selection
     PA = "PA"   # paired augmentation
+    JOINT = "JT"  # one stage for methods without SSPA-JT's two (SCN before it relabels)
+    RELABEL = "RL"  # SCN's epochs that relabel
 
 
 # ---- a run folder (`sspa-ray train --out DIR`, and each trial's run/ folder) ---------------------

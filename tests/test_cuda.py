@@ -83,9 +83,9 @@ def test_a_bf16_epoch_syncs_the_host_once(tmp_path):
     trainer = Trainer(config(**CUDA, train__precision="bf16"), tmp_path / "run", data=easy_data(),
                       log=lambda _line: None)
     model = trainer.training_model()
-    for stage in (Stage.SS, Stage.PA):
-        clean = trainer.selector.clean.cpu().numpy()
-        plan = trainer.plan(stage, clean)
+    for stage, epoch in ((Stage.SS, 0), (Stage.PA, trainer.cfg.train.selection_epochs)):
+        trainer.epoch = epoch
+        plan = trainer.plan()
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("warn")
         try:

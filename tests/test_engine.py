@@ -114,8 +114,8 @@ def test_fit_learns_and_writes_the_contracted_files(reference):
     assert kept == ["epoch_0003", "epoch_0004"]
     state = load_checkpoint(run / "checkpoints" / "epoch_0004")
     assert state["epoch"] == 4 and "data_position" not in state  # the epoch alone says where to resume
-    assert {"model", "optimizer", "scheduler", "selector", "rng", "history"} <= set(state)
-    assert state["selector"]["thresholds"].shape == (320, 3)
+    assert {"model", "optimizer", "scheduler", "method", "rng", "history"} <= set(state)
+    assert state["method"]["selector"]["thresholds"].shape == (320, 3)
 
 
 def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(reference, tmp_path):
@@ -241,12 +241,13 @@ def test_module_switches(tmp_path, modules):
     cfg = make_config("synthetic", BASE, {"train.epochs": 2, "train.selection_epochs": 1}, modules)
     trainer = Trainer(cfg, tmp_path, data=easy_data(), log=lambda _: None)
     metrics = trainer.run()
-    clean = trainer.selector.clean.numpy()
+    selector = trainer.method.selector
+    clean = selector.clean.numpy()
     assert trainer.model.head.experts == (1 if modules.get("modules.moe") is False else 3)
     if modules.get("modules.ssm") is False:
-        assert clean.all() and (trainer.selector.thresholds == 1 / 7).all()
+        assert clean.all() and (selector.thresholds == 1 / 7).all()
     elif modules.get("modules.fix_target") is False:
-        assert trainer.selector.always_clean is None  # target samples may be dropped too
+        assert selector.always_clean is None  # target samples may be dropped too
     else:
         assert clean[:160].all() and not clean[160:].all()
     assert metrics["accuracy"] > 1 / 7
@@ -256,13 +257,13 @@ def test_pa_stage_skips_noisy_samples_without_pam_and_mixes_them_with_pam(tmp_pa
     trainer = Trainer(config(modules__pam=False), tmp_path, data=easy_data(), log=lambda _: None)
     clean = np.zeros(trainer.num_samples, dtype=bool)
     clean[:100] = True
-    trainer.epoch = 2
-    plan = trainer.plan("PA", clean)
+    trainer.epoch, trainer.method.clean = 2, clean
+    plan = trainer.plan()
     assert plan.partner is None
     assert torch.equal(plan.weight.bool(), torch.from_numpy(clean[plan.ids_host]))
     with_pam = Trainer(config(), tmp_path, data=easy_data(), log=lambda _: None)
-    with_pam.epoch = 2
-    plan = with_pam.plan("PA", clean)
+    with_pam.epoch, with_pam.method.clean = 2, clean
+    plan = with_pam.plan()
     noisy = ~torch.from_numpy(clean[plan.ids_host])
     assert plan.weight.bool().all()  # every batch here has clean samples, so all are trained on
     assert (plan.lam[noisy] < 1).all() and (plan.lam[~noisy] == 1).all()
@@ -391,7 +392,7 @@ DDP_WORKER = textwrap.dedent(
     trainer = Trainer(config(train__epochs=2, train__selection_epochs=1), sys.argv[1], data=easy_data(), log=print)
     reports = []
     metrics = trainer.run(report=lambda m, d: reports.append(None if d is None else d.name))
-    torch.save({{"selector": trainer.selector.state_dict(), "metrics": metrics, "reports": reports}},
+    torch.save({{"selector": trainer.method.selector.state_dict(), "metrics": metrics, "reports": reports}},
                sys.argv[2] + f"/rank{{dist.get_rank()}}.pt")
     dist.destroy_process_group()
     """
@@ -466,8 +467,9 @@ STEP_WORKER = textwrap.dedent(
             if isinstance(layer, nn.BatchNorm2d):
                 seq[i] = nn.Identity()
     model = trainer.training_model()
+    trainer.method.clean = clean
     for _ in range(2):
-        trainer.train_epoch(model, trainer.plan("SS", clean), "SS")
+        trainer.train_epoch(model, trainer.plan(), "SS")
     out = {{"model": trainer.model.state_dict()}}
     if ranks > 1:
         # Every rank records the same two samples: their record must stay a mean, not a sum.

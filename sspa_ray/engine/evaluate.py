@@ -10,14 +10,14 @@ import torch.distributed as dist
 
 from sspa_ray.data.augment import normalize
 from sspa_ray.engine.images import DeviceImages
-from sspa_ray.model import expert_probabilities
 
 
 @torch.no_grad()
-def predict_classes(model: torch.nn.Module, images: DeviceImages, n: int, *, batch_size: int, rank: int = 0,
+def predict_classes(model: torch.nn.Module, images: DeviceImages, n: int, *, probabilities, batch_size: int, rank: int = 0,
                     world_size: int = 1, channels_last: bool = False,
                     autocast=contextlib.nullcontext) -> np.ndarray:
-    """Argmax of the experts' mean probability for images 0..n; each rank predicts its share and gathers."""
+    """Argmax of ``probabilities(model(x))`` (the method's test-time prediction) for images 0..n; each rank
+    predicts its share and gathers."""
     share = -(-n // world_size)
     start, stop = min(n, rank * share), min(n, (rank + 1) * share)
     model.eval()
@@ -27,8 +27,8 @@ def predict_classes(model: torch.nn.Module, images: DeviceImages, n: int, *, bat
         b = min(stop, a + batch_size)
         x = normalize(images.range(a, b), channels_last=channels_last)
         with autocast():
-            logits = model(x)
-        predictions.append(expert_probabilities(logits).argmax(dim=1))
+            out = model(x)
+        predictions.append(probabilities(out).argmax(dim=1))
     local = torch.cat(predictions)
     if world_size > 1:
         padded = torch.full((share,), -1, dtype=torch.long, device=device)

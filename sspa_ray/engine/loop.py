@@ -1,22 +1,22 @@
-"""The two-stage SSPA-JT training loop (paper Algorithm 3).
+"""The training loop shared by every joint-training method.
 
-SS stage (epochs < ``train.selection_epochs``): every training sample goes forward; the loss
-covers the samples that were clean after the previous epoch (all at first); the SSM re-selects
-from the predictions of those same forward passes. PA stage: the clean/noisy sets are frozen and
-PAM replaces each batch's noisy samples by Mixups with clean ones (without PAM they get zero
-loss weight). SGD with cosine decay to 0, stepped per optimiser step. The target's test split is
-evaluated after every epoch, and a checkpoint is written after every epoch.
+The Trainer owns what methods share: the backbone and the method's head, the optimiser (SGD with
+cosine decay to 0, stepped per optimiser step, unless the method's own recipe is asked for), the
+images on the device, augmentation, the steps, the per-epoch evaluation of the target's test split
+and a checkpoint after every epoch. The method (engine/methods/, picked by ``method.name``) owns
+each epoch's plan (data order, loss weights, labels, PAM's pairing), its loss, what it records
+during a step and does after an epoch, and its state. The Trainer never asks which method it holds.
 
 The parts live beside this file: the image store and device pick (images.py), the epoch's plan
 (epoch_plan.py), evaluation (evaluate.py), the run folder's files (run_files.py), RNG state
 (rng.py), checkpoints (checkpoint.py), and the test-only fault points (_faults.py, called only
-when a test sets their variables).
+when a test sets their variables). Setup that can train another model or read datasets (the
+built-in pretrained backbone, the data) happens in fit(), before the Trainer is built.
 
-Hot path: each epoch's data order, PAM pairing and loss weights are planned on the host
-(epoch_plan.py) and sent to the device once per epoch; a step is then gather -> augment ->
-(mixup) -> forward/backward with fixed shapes, and the only host syncs are once per epoch (loss,
-SSM selection, evaluation). fp16 is the exception: GradScaler.step reads its inf/NaN flag on the
-host every step, which bf16 avoids.
+Hot path: each epoch's plan is made on the host and sent to the device once per epoch; a step is
+then gather -> augment -> (mixup) -> forward/backward with fixed shapes, and the only host syncs
+are once per epoch (loss, the method's end of epoch, evaluation). fp16 is the exception:
+GradScaler.step reads its inf/NaN flag on the host every step, which bf16 avoids.
 
 Determinism: the data order, pairing and augmentation of epoch e are drawn from generators
 seeded with (train.seed, e[, rank]), so a run's position in the data is just its epoch count, and
@@ -43,16 +43,15 @@ from sspa_ray.config import EXECUTION_KEYS, Config, crop_padding, upgrade_flat
 from sspa_ray.data.augment import augment
 from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import latest_checkpoint, prune_checkpoints, save_checkpoint
-from sspa_ray.engine.epoch_plan import EpochPlan, plan_epoch
+from sspa_ray.engine.epoch_plan import EpochPlan
 from sspa_ray.engine.evaluate import predict_classes
 from sspa_ray.engine.images import DeviceImages, keep_data_on_device, pick_device
-from sspa_ray.engine.metrics import classification_metrics, selection_metrics
+from sspa_ray.engine.methods import JointMethod, build_method
+from sspa_ray.engine.metrics import classification_metrics
 from sspa_ray.engine.pam import mixup
 from sspa_ray.engine.rng import rng_state, seed_of, set_rng_state
-from sspa_ray.engine.run_files import write_metrics, write_selection
-from sspa_ray.engine.selection import SampleSelector, horizon_warning
+from sspa_ray.engine.run_files import write_metrics
 from sspa_ray.errors import ConfigError
-from sspa_ray.labels import NUM_CLASSES
 from sspa_ray.model import build_model
 from sspa_ray.outputs import BEST_BY, CHECKPOINTS_DIR, METRICS, Stage
 
@@ -94,9 +93,14 @@ class _World:
 
 
 class Trainer:
-    """One SSPA-JT run. ``fit()`` is the usual entry point; the object exposes its parts for tests."""
+    """One run of one method. ``fit()`` is the usual entry point; the object exposes its parts for tests.
 
-    def __init__(self, cfg: Config, run_dir, *, data=None, log: Callable[[str], None] = print):
+    `data` is the loaded JointData; `model_cfg` is `cfg` with the built-in pretrained backbone
+    resolved to its file (pretrain.resolved; fit() does both), so building the Trainer trains nothing.
+    """
+
+    def __init__(self, cfg: Config, run_dir, *, data, model_cfg: Config | None = None,
+                 log: Callable[[str], None] = print):
         self.cfg = cfg.validate()
         self.run_dir = Path(run_dir)
         self.world = _World.current()
@@ -112,15 +116,10 @@ class Trainer:
         self.channels_last = t.channels_last
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision) if cuda else None
 
-        if data is None:
-            from sspa_ray.data import load_joint_data
-
-            data = load_joint_data(cfg, progress=self.is_main)
         self.data = data
+        self.method: JointMethod = build_method(cfg, data, self.device)
         parts = [data.target_train] + ([data.aux_train] if data.aux_train is not None else [])
-        self.n_target = len(data.target_train.labels)
-        self.labels = np.concatenate([p.labels for p in parts]).astype(np.int64)
-        self.num_samples = len(self.labels)
+        self.num_samples = self.method.num_samples
         images = [p.images for p in parts]
         resident = False
         if cuda and t.data_on_device:
@@ -129,7 +128,6 @@ class Trainer:
             self.log(why)
         self.train_images = DeviceImages(images, self.device, resident)
         self.test_images = DeviceImages([data.test.images], self.device, resident)
-        self.labels_device = torch.from_numpy(self.labels).to(self.device)
 
         if t.batch_size % self.world.size:
             raise ConfigError(
@@ -137,35 +135,33 @@ class Trainer:
                 "choose a multiple of the worker count"
             )
         self.local_batch = t.batch_size // self.world.size
-        self.steps = self.num_samples // t.batch_size
-        if self.steps == 0:
+        steps = [self.method.steps(epoch) for epoch in range(t.epochs)]
+        if min(steps) == 0:
             raise ConfigError(
                 f"train.batch_size={t.batch_size} exceeds the {self.num_samples} training samples; "
                 "lower train.batch_size"
             )
         self.padding = crop_padding(cfg)
 
-        model_cfg = pretrain.resolved(cfg)  # the built-in pretrained backbone, trained on first use
+        model_cfg = model_cfg or cfg
+        if model_cfg.model.pretrained == pretrain.SYNTHETIC_PRETRAINED:
+            raise ValueError("resolve the built-in backbone first: Trainer(..., model_cfg=pretrain.resolved(cfg))")
         torch.manual_seed(t.seed)
         np.random.seed(t.seed % 2**32)
         random.seed(t.seed)
-        self.model = build_model(model_cfg).to(self.device)
+        self.model = build_model(model_cfg, head=self.method.head).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t.epochs * self.steps)
+        own = self.method.optimizer(self.model.parameters(), steps)
+        if own is None:
+            self.optimizer = torch.optim.SGD(
+                self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+            )
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=sum(steps))
+            self.schedule_per_epoch = False
+        else:
+            self.optimizer, self.scheduler, self.schedule_per_epoch = own
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
-        is_target = torch.arange(self.num_samples) < self.n_target
-        self.selector = SampleSelector(
-            self.num_samples,
-            cfg.experts,
-            NUM_CLASSES,
-            cfg.ssm.momentum,
-            always_clean=is_target if cfg.modules.fix_target else None,
-            device=self.device,
-        )
         self.epoch = 0  # finished epochs
         self.history: list[dict] = []
         self.last_eval: dict = {}
@@ -180,7 +176,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
-            "selector": self.selector.state_dict(),
+            "method": self.method.state_dict(),
             "rng": rng_state(),
             "history": self.history,
             "last_eval": self.last_eval,
@@ -201,7 +197,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler:
             self.scaler.load_state_dict(state["scaler"])
-        self.selector.load_state_dict(state["selector"])
+        # A checkpoint of an earlier version holds SSPA-JT's selector at the top level.
+        self.method.load_state_dict(state["method"] if "method" in state else {"selector": state["selector"]})
         set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.history = list(state["history"])
@@ -222,36 +219,33 @@ class Trainer:
             shutil.rmtree(checkpoints, ignore_errors=True)  # never mix with an older run's checkpoints
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        warning = horizon_warning(cfg)
-        if warning and self.is_main and self.epoch < t.selection_epochs:
-            self.log(warning)
+        for line in self.method.notes(self.epoch) if self.is_main else ():
+            self.log(line)
         model = self.training_model()
-        clean = self.selector.clean.cpu().numpy()
-        if self.epoch == 0 and t.selection_epochs == 0 and self.is_main:
-            write_selection(self.run_dir, self.data, self.labels, clean)
+        if self.epoch == 0 and self.is_main:
+            self.method.write_files(self.run_dir, 0)
 
         while self.epoch < t.epochs:
-            stage = Stage.SS if self.epoch < t.selection_epochs else Stage.PA
+            stage = self.method.stage(self.epoch)
             if self.faults:
                 self.faults.epoch_start(self.epoch, first_pa=stage == Stage.PA and self.epoch == t.selection_epochs)
-            plan = self.plan(stage, clean)
+            plan = self.plan()
             started = time.perf_counter()
             loss = self.train_epoch(model, plan, stage)
-            if stage == Stage.SS and cfg.modules.ssm:
-                self.selector.end_epoch()
-            clean = self.selector.clean.cpu().numpy()
+            self.method.end_epoch(stage)
+            if self.schedule_per_epoch:
+                self.scheduler.step()
             seconds = time.perf_counter() - started
             if not math.isfinite(loss):
                 raise TrainingDiverged(self.epoch + 1, loss)
             self.epoch += 1
             self.last_eval = classification_metrics(self.data.test.labels, self._predict_test())
-            record = self._record(stage, loss, clean, t.batch_size * self.steps / seconds)
+            record = self._record(stage, loss, t.batch_size * plan.steps / seconds)
             self.history.append(record)
             self.log(self._progress_line(record))
             written = None
             if self.is_main:
-                if self.epoch == t.selection_epochs:
-                    write_selection(self.run_dir, self.data, self.labels, clean)
+                self.method.write_files(self.run_dir, self.epoch)
                 write_metrics(self.run_dir, self.summary())
                 written = save_checkpoint(checkpoints, self.epoch, self.state_dict())
             if report is not None:
@@ -272,10 +266,9 @@ class Trainer:
             model = torch.compile(model)
         return model
 
-    def plan(self, stage: str, clean: np.ndarray) -> EpochPlan:
-        """This rank's plan of the next epoch (``self.epoch``) from the clean mask after the last one."""
-        return plan_epoch(self.cfg, stage, self.epoch, clean, self.labels, steps=self.steps, rank=self.world.rank,
-                          world_size=self.world.size, device=self.device)
+    def plan(self) -> EpochPlan:
+        """This rank's plan of the next epoch (``self.epoch``), from the method's state after the last one."""
+        return self.method.plan(self.epoch, rank=self.world.rank, world_size=self.world.size)
 
     def autocast(self):
         """The autocast context of the steps and the evaluation (none without train.precision on CUDA)."""
@@ -283,33 +276,34 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
 
-    def train_epoch(self, model: torch.nn.Module, plan: EpochPlan, stage: str) -> float:
-        """One epoch of steps; returns the mean loss over the trained samples (one host sync)."""
+    def train_epoch(self, model: torch.nn.Module, plan: EpochPlan, stage: Stage) -> float:
+        """One epoch of steps; returns the mean weighted per-sample loss over the trained samples (one host sync)."""
         t = self.cfg.train
-        observe = stage == Stage.SS and self.cfg.modules.ssm
-        k = self.cfg.experts
+        method = self.method
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed_of(t.seed, self.epoch, 2, self.world.rank))
-        totals = torch.zeros(2, device=self.device)  # weighted CE sum, weight sum
-        halfway = self.steps // 2 if self.faults else -1
+        totals = torch.zeros(2, device=self.device)  # weighted loss sum, weight sum
+        halfway = plan.steps // 2 if self.faults else -1
         model.train()
-        for step in range(self.steps):
+        for step in range(plan.steps):
             if step == halfway:
                 self.faults.halfway(self.epoch)
             ids = plan.ids[step]
             x = augment(self.train_images.take(plan.ids_host[step], ids), generator, self.padding,
                         channels_last=self.channels_last)
-            y = self.labels_device[ids]
+            y = plan.labels[ids]
             if plan.partner is not None:
                 partner = plan.partner[step]
                 x, y = mixup(x, partner, plan.lam[step]), y[partner]
             weight = plan.weight[step]
             with self.autocast():
-                logits = model(x)
-            # Mean over experts of the CE, averaged over the global batch's samples that count.
-            ce = F.cross_entropy(logits.float().flatten(0, 1), y.repeat(k), reduction="none").view(k, -1).mean(0)
-            weighted, count = (ce * weight).sum(), weight.sum()
+                out = model(x)
+            # The per-sample loss, averaged over the global batch's samples that count.
+            weighted, count = (method.sample_loss(out, y) * weight).sum(), weight.sum()
             loss = weighted / plan.norm[step]
+            extra = method.batch_loss(out)
+            if extra is not None:
+                loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is None:
                 loss.backward()
@@ -318,40 +312,32 @@ class Trainer:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
-            self.scheduler.step()
+            if not self.schedule_per_epoch:
+                self.scheduler.step()
             totals += torch.stack([weighted.detach(), count])
-            if observe:
-                self.selector.observe(ids, logits, y)
+            method.observe(stage, ids, out, y)
         if self.world.distributed:
             dist.all_reduce(totals)
         return (totals[0] / totals[1].clamp(min=1)).item()
 
     def _predict_test(self) -> np.ndarray:
         return predict_classes(self.model, self.test_images, len(self.data.test.labels),
+                               probabilities=self.method.probabilities,
                                batch_size=self.cfg.train.eval_batch_size, rank=self.world.rank,
                                world_size=self.world.size, channels_last=self.channels_last, autocast=self.autocast)
 
     # ---- outputs ---------------------------------------------------------------------------
-    def _aux_selection(self, clean: np.ndarray) -> dict | None:
-        if self.data.aux_train is None:
-            return None
-        return selection_metrics(clean[self.n_target :], self.data.aux_train.labels, self.data.aux_true_labels)
-
-    def _record(self, stage: str, loss: float, clean: np.ndarray, img_per_s: float) -> dict:
-        selection = self._aux_selection(clean)
-        record = {
+    def _record(self, stage: Stage, loss: float, img_per_s: float) -> dict:
+        extra = self.method.record()
+        return {
             "epoch": self.epoch,
             "stage": Stage(stage).value,
             "loss": loss,
-            "clean_share": selection["clean_share"] if selection else None,
+            "clean_share": extra.pop("clean_share"),
             **{key: self.last_eval[key] for key in METRICS},
             "img_per_s": img_per_s,
+            **extra,
         }
-        if selection and "precision" in selection:
-            record["selection_precision"] = selection["precision"]
-            record["selection_recall"] = selection["recall"]
-            record["aux_base_rate"] = selection["aux_base_rate"]
-        return record
 
     def _progress_line(self, r: dict) -> str:
         share = "-" if r["clean_share"] is None else f"{r['clean_share']:.1%}"
@@ -373,8 +359,7 @@ class Trainer:
             per_class=self.last_eval["per_class"],
             confusion=self.last_eval["confusion"],
         )
-        if self.data.aux_train is not None:
-            out["selection"] = self._aux_selection(self.selector.clean.cpu().numpy())
+        out.update(self.method.summary())
         out["history"] = self.history
         return out
 
@@ -382,13 +367,19 @@ class Trainer:
 def fit(cfg: Config, run_dir, *, data=None, report=None, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train one configuration; see ARCHITECTURE.md ("engine -> orchestration") for the contract.
 
-    Writes ``run_dir/metrics.json``, ``run_dir/selection.csv`` and ``run_dir/checkpoints/``.
-    After each epoch's checkpoint, calls ``report(metrics, checkpoint_dir)``; under
-    torch.distributed every rank calls it (Ray Train's report is a barrier over all workers) and
-    only rank 0 passes the checkpoint directory (the others pass None). Returns the content of
+    Writes ``run_dir/metrics.json``, the method's files (SSPA-JT: ``selection.csv``) and
+    ``run_dir/checkpoints/``. After each epoch's checkpoint, calls ``report(metrics, checkpoint_dir)``;
+    under torch.distributed every rank calls it (Ray Train's report is a barrier over all workers)
+    and only rank 0 passes the checkpoint directory (the others pass None). Returns the content of
     metrics.json.
     """
+    is_main = _World.current().rank == 0
+    if data is None:
+        from sspa_ray.data import load_joint_data
+
+        data = load_joint_data(cfg, progress=is_main)
+    model_cfg = pretrain.resolved(cfg)  # the built-in pretrained backbone, trained on first use
     try:
-        return Trainer(cfg, run_dir, data=data, log=log).run(report=report, resume=resume)
+        return Trainer(cfg, run_dir, data=data, model_cfg=model_cfg, log=log).run(report=report, resume=resume)
     except torch.OutOfMemoryError as exc:
         raise TrainingOutOfMemory(cfg) from exc

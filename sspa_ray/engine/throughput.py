@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sspa_ray.config import Config, make_config
+from sspa_ray.config import MODULES, Config, make_config
 from sspa_ray.data import JointData, Split
 from sspa_ray.engine.images import pick_device
 from sspa_ray.engine.loop import fit
@@ -23,7 +23,7 @@ from sspa_ray.labels import NUM_CLASSES
 CPU_BURST_BATCH = 16
 CPU_FULL_BATCH_SIZE = 64
 BURST_BATCHES = 6   # per split and epoch
-SSPA_JT = {"modules.ssm": True, "modules.fix_target": True, "modules.moe": True, "modules.pam": True}
+SSPA_JT = {"method.name": "sspa_jt", **{key: True for key in MODULES}}
 
 
 @dataclass(frozen=True)

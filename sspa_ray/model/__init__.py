@@ -1,9 +1,10 @@
 """Backbones and the MoE head behind one registry.
 
-``build_model(cfg)`` returns a :class:`Classifier`: a backbone (``model.backbone``) that maps
-images to a feature vector f, followed by the MoE head (``modules.moe``, ``moe.experts``). Its
-forward returns per-expert logits of shape [k, B, C]; :func:`expert_probabilities` combines them
-into the test-time prediction.
+``build_model(cfg, head)`` returns a :class:`Classifier`: a backbone (``model.backbone``) that maps
+images to a pooled feature vector f, followed by a head. The head is the joint-training method's
+(engine/methods/); by default it is SSPA-JT's MoE head (``modules.moe``, ``moe.experts``), whose
+forward returns per-expert logits of shape [k, B, C] and :func:`expert_probabilities` combines
+them into the test-time prediction.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from sspa_ray.labels import NUM_CLASSES
-from sspa_ray.model.moe import MoEHead, expert_probabilities
+from sspa_ray.model.moe import MoEHead, expert_probabilities, moe_head
 
 _BACKBONES: dict[str, Callable] = {}
 
@@ -30,13 +31,13 @@ def register(name: str):
 
 
 class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, experts: int, moe: bool, num_classes: int):
+    def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
         self.backbone = backbone
-        self.head = MoEHead(feature_dim, num_classes, experts, gated=moe)
+        self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] -> per-expert logits [k, B, C]."""
+    def forward(self, x: torch.Tensor):
+        """Images [B, 3, H, W] -> the head's output (the MoE head: per-expert logits [k, B, C])."""
         return self.head(self.backbone(x))
 
 
@@ -48,9 +49,11 @@ def build_backbone(cfg) -> tuple[nn.Module, int]:
     return _BACKBONES[cfg.model.backbone](cfg)
 
 
-def build_model(cfg) -> Classifier:
+def build_model(cfg, head: Callable[[int, int], nn.Module] | None = None) -> Classifier:
+    """The backbone, then ``head(feature_dim, num_classes)`` (default: the MoE head of `cfg`)."""
     backbone, dim = build_backbone(cfg)
-    return Classifier(backbone, dim, cfg.experts, cfg.modules.moe, NUM_CLASSES)
+    make_head = head or (lambda d, c: moe_head(cfg, d, c))
+    return Classifier(backbone, make_head(dim, NUM_CLASSES))
 
 
-__all__ = ["Classifier", "MoEHead", "build_backbone", "build_model", "expert_probabilities", "register"]
+__all__ = ["Classifier", "MoEHead", "build_backbone", "build_model", "expert_probabilities", "moe_head", "register"]

@@ -42,3 +42,8 @@ class MoEHead(nn.Module):
 def expert_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Per-expert logits [k, B, C] -> the combined prediction [B, C]: mean of the k softmaxes."""
     return torch.softmax(logits.float(), dim=2).mean(dim=0)
+
+
+def moe_head(cfg, in_features: int, num_classes: int) -> MoEHead:
+    """The head of `cfg`: k = moe.experts gated experts, or one linear layer with modules.moe off."""
+    return MoEHead(in_features, num_classes, cfg.experts, gated=cfg.modules.moe)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
-from sspa_ray.config import KEYS, SYNTHETIC_PRETRAINED, Config, make_config
+from sspa_ray.config import MODULES, SYNTHETIC_PRETRAINED, Config, make_config
 from sspa_ray.data import data_root, read_listing
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
@@ -49,8 +49,7 @@ REPEAT_INDEX = "__trial_index__"
 ENV_PREFIX = "SSPA_"
 # Experiments started before Tune saw the dotted config ran a grid over this key; --resume maps it back.
 LEGACY_TRIAL_INDEX = "trial_index"
-MODULES_PREFIX = "modules."
-_SHORT = {"modules.fix_target": "fix"}
+METHOD_KEY = "method.name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
 
 
@@ -189,17 +188,18 @@ class ExperimentPlan(abc.ABC):
     def trial_name(self, tune_config: Mapping[str, Any], *, seed: bool = True) -> str:
         """A short readable name from the values that tell trials apart, e.g. ``modules-ssm+fix+pam-s0``.
 
-        Module toggles read as the modules that are on (``none`` when all are off), other varied keys
+        Module toggles read as the modules that are on (``none`` when all are off), another method as
+        its name (``strategies-scn-...``), other varied keys
         as ``experts=5``, the seed as ``s0``; without `seed` it names the trial's group of seeds.
         """
         cfg, _ = self.trial_config(tune_config)
         keys = [k for k in self.varied_keys() if k != "train.seed"]
-        others = [k for k in keys if not k.startswith(MODULES_PREFIX)]
+        others = [k for k in keys if k not in MODULES and k != METHOD_KEY]
         leaves = [k.rsplit(".", 1)[-1] for k in others]
         parts = [self.name]
-        if len(others) < len(keys):  # a module toggle varies: name the modules that are on
-            toggles = [k for k in KEYS if k.startswith(MODULES_PREFIX)]
-            parts.append("+".join(_SHORT.get(k, k[len(MODULES_PREFIX):]) for k in toggles if cfg.get(k)) or "none")
+        if len(others) < len(keys):  # a module toggle or the method varies: name the method, or its modules that are on
+            on = "+".join(short for key, (short, _title) in MODULES.items() if cfg.get(key)) or "none"
+            parts.append(on if cfg.method.name == "sspa_jt" else cfg.method.name)
         for key, leaf in zip(others, leaves):
             parts.append(f"{leaf if leaves.count(leaf) == 1 else key}={_text(cfg.get(key))}")
         if seed:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from sspa_ray.config import TARGETS, coerce, make_config
+from sspa_ray.config import MODULES, TARGETS, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
 from sspa_ray.outputs import METRICS
 from sspa_ray.specs._yaml import SpecFile, check_known, check_seeds, read_spec
@@ -62,7 +62,7 @@ _RESERVED = {
 
 Combo = tuple[tuple[str, Any], ...]
 # How the paper names the module toggles (Table 5's columns).
-MODULE_TITLES = {"modules.ssm": "SSM", "modules.fix_target": "D_T fixed", "modules.moe": "MoE", "modules.pam": "PAM"}
+MODULE_TITLES = {key: title for key, (_short, title) in MODULES.items()}
 
 
 @dataclass
