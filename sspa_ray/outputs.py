@@ -22,6 +22,12 @@ class _Word(str, Enum):
 
 # The four macro scores of the paper, in table order; the engine reports them every epoch.
 METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+# SSM's selection measured against the ground truth, per epoch (the synthetic benchmark).
+SELECTION_FIGURES = ("clean_share", "selection_precision", "selection_recall", "aux_base_rate")
+# SCN's relabelling measured against the ground truth, per epoch: the aux share relabelled, the share
+# of those relabels that are right, the correct aux labels relabelling broke, the low-importance
+# groups' noise rate (against 1 - aux_base_rate).
+RELABEL_FIGURES = ("relabelled_share", "relabel_precision", "relabel_broken", "low_importance_noise")
 # The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
 BEST_BY = "accuracy"
 
@@ -75,4 +81,5 @@ HANGUP_LOG_FILE = "hangup.log"     # what the command printed after its terminal
 TABLE_STEM = "table"               # table.md / table.csv / table.tex ...
 TABLE_BEST_STEM = "table_best"     # ... and the same at each trial's best epoch
 SELECTION_PLOT = "selection.png"
+RELABEL_PLOT = "relabel.png"       # SCN's relabelling against the truth, beside SSM's selection plot
 SELECTION_GALLERY = "selection_gallery.png"

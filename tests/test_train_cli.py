@@ -87,6 +87,26 @@ def test_sigkilled_cli_run_resumes_to_the_same_metrics(finished, data_root, tmp_
     assert (run / "selection.csv").read_text() == (reference / "selection.csv").read_text()
 
 
+def test_scn_trains_on_real_layouts_and_resumes_bit_identically_after_a_sigkill(data_root, tmp_path):
+    args = ["--target", "rafdb", "--aux", "affectnet", "--data-root", str(data_root), *FAST,
+            "--set", "method.name=scn", "--set", "scn.relabel_epoch=2"]
+    reference = train(*args, "--out", str(tmp_path / "ref"))
+    assert reference.exit_code == 0, reference.output
+    stages = [line.split()[2] for line in reference.output.splitlines() if line.startswith("epoch ")]
+    assert stages == ["JT", "RL", "RL"]
+    relabelling = json.loads((tmp_path / "ref" / "metrics.json").read_text())["relabelling"]
+    assert set(relabelling) == {"relabelled_share"}  # real layouts carry no ground truth
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SSPA_TEST_KILL_AT": "mid_epoch:3"}
+    killed = subprocess.run([sys.executable, "-m", "sspa_ray.cli.main", "train", *args, "--out", str(run)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    resumed = train("--resume", str(run))
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming from epoch_0002" in resumed.output
+    assert without_timing(run / "metrics.json") == without_timing(tmp_path / "ref" / "metrics.json")
+
+
 def test_resume_of_a_finished_run_changes_nothing_and_accepts_execution_keys(finished):
     run, _ = finished
     before = without_timing(run / "metrics.json")

@@ -340,9 +340,8 @@ class Trainer:
         }
 
     def _progress_line(self, r: dict) -> str:
-        share = "-" if r["clean_share"] is None else f"{r['clean_share']:.1%}"
         return (
-            f"epoch {r['epoch']}/{self.cfg.train.epochs} {r['stage']}  loss {r['loss']:.4f}  clean aux {share}  "
+            f"epoch {r['epoch']}/{self.cfg.train.epochs} {r['stage']}  loss {r['loss']:.4f}  {self.method.progress(r)}  "
             f"acc {r['accuracy']:.2%}  macro-F1 {r['macro_f1']:.2%}  {r['img_per_s']:.0f} img/s"
         )
 

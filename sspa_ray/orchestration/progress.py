@@ -30,12 +30,13 @@ GAUGE_PREFIX = "sspa_trial_"
 GAUGE_TAGS = ("experiment", "trial")
 GAUGES = {
     "epoch": "finished epochs",
-    "stage": "training stage: 0 = sample selection (SS), 1 = paired augmentation (PA)",
+    "stage": "training stage: 0 = sample selection (SS), 1 = paired augmentation (PA), 2 = one-stage method (JT), "
+             "3 = SCN relabelling (RL)",
     "clean_share": "share of the auxiliary set currently selected as clean",
     "accuracy": "test accuracy after the last epoch",
     "img_per_s": "training throughput, images per second",
 }
-_STAGES = {Stage.SS: 0, Stage.PA: 1}
+_STAGES = {stage: i for i, stage in enumerate(Stage)}
 # A report key holding a line for the terminal.
 NOTICE = "notice"
 

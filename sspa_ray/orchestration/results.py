@@ -28,11 +28,12 @@ from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.storage import storage_filesystem
-from sspa_ray.outputs import BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RESULTS_FILE, Status
+from sspa_ray.outputs import (BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RELABEL_FIGURES, RESULTS_FILE,
+                              SELECTION_FIGURES, Status)
 
-EXTRA = ("clean_share", "selection_precision", "selection_recall", "aux_base_rate")
-# Per-epoch series of SSM's selection, one list per trial, for the selection plot.
-SERIES = ("clean_share", "selection_precision", "selection_recall")
+EXTRA = (*SELECTION_FIGURES, *RELABEL_FIGURES)
+# Per-epoch series of SSM's selection and SCN's relabelling, one list per trial, for their plots.
+SERIES = ("clean_share", "selection_precision", "selection_recall", *RELABEL_FIGURES)
 COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
            *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", "feeds", *(f"recall.{c}" for c in CLASSES),
            *(f"kept.{c}" for c in CLASSES), *(f"history.{s}" for s in SERIES), "trial_dir")

@@ -15,6 +15,7 @@ from sspa_ray.outputs import METRICS, PLAN_FILE, SPEC_FILE, TABLE_BEST_STEM, TAB
 from sspa_ray.report.aggregate import aggregate, read_results
 from sspa_ray.report.claims import write_claims
 from sspa_ray.report.plots import OVERLAY, RECALL_COLUMNS, overlay_ratio, plot_ablation
+from sspa_ray.report.relabel import plot_relabelling
 from sspa_ray.report.selection import selection_figures
 from sspa_ray.report.tables import Table, ablation_table, to_csv, to_latex, to_markdown, tune_table
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
@@ -137,6 +138,7 @@ def _ablation_outputs(spec: AblationSpec, results: pd.DataFrame, target: str, ex
     plots.update(write_claims(spec, results, target, out_dir, best=best))
     if not best:
         plots.update(selection_figures(spec, results, out_dir, experiment))
+        plots.update(plot_relabelling(spec, results, out_dir))
     return table, plots, groups
 
 

@@ -34,7 +34,7 @@ def _finite(value: Any) -> bool:
 
 
 def _selecting(results: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials that ran SSM on aux data."""
+    """Completed trials that ran SSM on aux data (SSPA-JT's; the other methods report no clean share)."""
     if "history.clean_share" not in results or "status" not in results:
         return results.iloc[0:0]
     done = results[(results["status"] == Status.COMPLETED) & results["modules.ssm"].astype(bool)]

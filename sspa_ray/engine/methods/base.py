@@ -101,6 +101,11 @@ class JointMethod(abc.ABC):
         ``clean_share`` is always present (None where the method selects nothing)."""
         return {"clean_share": None}
 
+    def progress(self, record: dict) -> str:
+        """Its part of the epoch's progress line."""
+        share = record["clean_share"]
+        return f"clean aux {'-' if share is None else f'{share:.1%}'}"
+
     def summary(self) -> dict:
         """Extra sections of metrics.json at the end of a run."""
         return {}

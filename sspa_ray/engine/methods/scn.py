@@ -172,6 +172,10 @@ class SCN(JointMethod):
             )
         return out
 
+    def progress(self, record: dict) -> str:
+        share = record.get("relabelled_share")
+        return f"relabelled aux {'-' if share is None else f'{share:.1%}'}"
+
     def summary(self) -> dict:
         record = self.record()
         record.pop("clean_share")
