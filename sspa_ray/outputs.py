@@ -57,6 +57,31 @@ class Stage(_Word):
     RELABEL = "RL"  # SCN's epochs that relabel
 
 
+class Verdict(_Word):
+    """A paper claim's verdict in claims.md / claims.csv (report/claims.py decides it).
+
+    Holds / contradicted / inconclusive come from a test (a paired t-test by seed, n >= 2). With
+    one seed there is no test: the verdict names the sign it saw and says it is only that.
+    """
+
+    HOLDS = "holds"
+    CONTRADICTED = "contradicted"
+    INCONCLUSIVE = "inconclusive"
+    SIGN_AS_CLAIMED = "sign only (n=1): as claimed"
+    SIGN_OPPOSITE = "sign only (n=1): opposite"
+    SIGN_TIED = "sign only (n=1): tied"
+
+    @property
+    def is_tested(self) -> bool:
+        """Whether a test decided it; a one-seed sign is counted apart and never reads as a finding."""
+        return self in (Verdict.HOLDS, Verdict.CONTRADICTED, Verdict.INCONCLUSIVE)
+
+    @property
+    def summary_word(self) -> str:
+        """How the summary line counts it: "2 hold, 1 contradicted ..." / "3 as claimed, 1 opposite ..."."""
+        return "hold" if self is Verdict.HOLDS else self.value.rpartition(": ")[2]
+
+
 # ---- a run folder (`sspa-ray train --out DIR`, and each trial's run/ folder) ---------------------
 CONFIG_FILE = "config.json"        # the flat config the run was started with (train's resume marker)
 METRICS_FILE = "metrics.json"      # final and best metrics, per class, history

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from sspa_ray.errors import SpecError
-from sspa_ray.report.claims import CONTRADICTED, HOLDS, INCONCLUSIVE, check_claims, judge, write_claims
+from sspa_ray.outputs import Verdict
+from sspa_ray.report.claims import check_claims, judge, write_claims
 from sspa_ray.report.significance import paired_p
 from sspa_ray.specs.ablation import load_ablation, preset_names
 
@@ -62,20 +63,24 @@ def test_judge_gives_each_verdict_where_it_is_known():
     clearly_worse = {0: 0.70, 1: 0.65, 2: 0.70}   # every seed lower: p = 0.0099
     clearly_better = {0: 0.95, 1: 0.86, 2: 0.92}
     noisy = {0: 0.95, 1: 0.70, 2: 0.86}           # mixed signs
-    assert judge(better, {1: clearly_worse})[0] == HOLDS
-    assert judge(better, {1: clearly_better})[0] == CONTRADICTED
-    assert judge(better, {1: noisy})[0] == INCONCLUSIVE
+    assert judge(better, {1: clearly_worse})[0] == Verdict.HOLDS
+    assert judge(better, {1: clearly_better})[0] == Verdict.CONTRADICTED
+    assert judge(better, {1: noisy})[0] == Verdict.INCONCLUSIVE
     # A best-of claim holds only against every rival; one significant rival above contradicts it.
-    assert judge(better, {1: clearly_worse, 2: noisy})[0] == INCONCLUSIVE
+    assert judge(better, {1: clearly_worse, 2: noisy})[0] == Verdict.INCONCLUSIVE
     verdict, turning = judge(better, {1: clearly_worse, 2: clearly_better})
-    assert verdict == CONTRADICTED and turning.rival == 2
-    # One seed: the sign alone, no p-value.
+    assert verdict == Verdict.CONTRADICTED and turning.rival == 2
+    # One seed: the sign alone, no p-value, and the verdict says it is only a sign.
     verdict, turning = judge({0: 0.8}, {1: {0: 0.7}})
-    assert verdict == HOLDS and turning.p is None and turning.pairs == 1
-    assert judge({0: 0.6}, {1: {0: 0.7}})[0] == CONTRADICTED
+    assert verdict == Verdict.SIGN_AS_CLAIMED and turning.p is None and turning.pairs == 1
+    assert not verdict.is_tested and verdict.value == "sign only (n=1): as claimed"
+    assert judge({0: 0.6}, {1: {0: 0.7}})[0] == Verdict.SIGN_OPPOSITE
+    assert judge({0: 0.7}, {1: {0: 0.7}})[0] == Verdict.SIGN_TIED
+    # One rival with three seeds and one with a single common seed: the claim is not tested.
+    assert judge(better, {1: clearly_worse, 2: {0: 0.5}})[0] == Verdict.SIGN_AS_CLAIMED
     # A row without completed trials cannot be judged.
-    assert judge(better, {1: {}})[0] == INCONCLUSIVE
-    assert judge({}, {1: clearly_worse})[0] == INCONCLUSIVE
+    assert judge(better, {1: {}})[0] == Verdict.INCONCLUSIVE
+    assert judge({}, {1: clearly_worse})[0] == Verdict.INCONCLUSIVE
 
 
 def test_claims_on_hand_made_results_and_the_files_beside_the_tables(tmp_path):
@@ -87,23 +92,34 @@ def test_claims_on_hand_made_results_and_the_files_beside_the_tables(tmp_path):
     })
     verdicts = check_claims(spec, frame, "synthetic")
     assert [(v.claim.text, v.metric, v.verdict) for v in verdicts] == [
-        ("two experts beat one", "accuracy", HOLDS),
-        ("three experts are the best", "accuracy", INCONCLUSIVE),
-        ("one expert beats three on macro-F1", "macro_f1", HOLDS),
+        ("two experts beat one", "accuracy", Verdict.HOLDS),
+        ("three experts are the best", "accuracy", Verdict.INCONCLUSIVE),
+        ("one expert beats three on macro-F1", "macro_f1", Verdict.HOLDS),
     ]
     assert verdicts[1].rival == 1 and verdicts[0].comparison.pairs == 3
     paths = write_claims(spec, frame, "synthetic", tmp_path)
     md = paths["claims.md"].read_text()
     assert "| two experts beat one (§4.5) | accuracy |" in md and "**holds**" in md and "**inconclusive**" in md
     assert "paired t-test by seed, 3 pairs" in md and "2 hold, 0 contradicted, 1 inconclusive." in md
+    assert "Untested" not in md  # three seeds: every verdict was tested
     csv = pd.read_csv(paths["claims.csv"])
-    assert list(csv["verdict"]) == [HOLDS, INCONCLUSIVE, HOLDS]
+    assert list(csv["verdict"]) == [Verdict.HOLDS, Verdict.INCONCLUSIVE, Verdict.HOLDS]
+    assert csv["tested"].tolist() == [True, True, True]
     assert csv.loc[0, "ours_better_n"] == 3 and csv.loc[0, "ours_better_mean"] == pytest.approx(0.8133, abs=1e-4)
 
-    one_seed = check_claims(spec, results({0: [(0.7, 0.6)], 1: [(0.6, 0.7)], 2: [(0.9, 0.5)]}), "synthetic")
-    assert [v.verdict for v in one_seed] == [CONTRADICTED, HOLDS, HOLDS]
-    assert "one seed: sign only" in write_claims(spec, results({0: [(0.7, 0.6)], 1: [(0.6, 0.7)], 2: [(0.9, 0.5)]}),
-                                                 "synthetic", tmp_path)["claims.md"].read_text()
+    # One seed per row: no bare holds / contradicted in either file, and the counts kept apart.
+    one_seed_results = results({0: [(0.7, 0.6)], 1: [(0.6, 0.7)], 2: [(0.9, 0.5)]})
+    one_seed = check_claims(spec, one_seed_results, "synthetic")
+    assert [v.verdict for v in one_seed] == [Verdict.SIGN_OPPOSITE, Verdict.SIGN_AS_CLAIMED, Verdict.SIGN_AS_CLAIMED]
+    paths = write_claims(spec, one_seed_results, "synthetic", tmp_path)
+    md = paths["claims.md"].read_text()
+    verdict_cells = [line.rsplit(" | ", 1)[1].rstrip(" |") for line in md.splitlines() if line.startswith("| ")][1:]
+    assert verdict_cells == ["sign only (n=1): opposite", "sign only (n=1): as claimed", "sign only (n=1): as claimed"]
+    assert "**holds**" not in md and "**contradicted**" not in md and "none: one seed, the sign alone" in md
+    assert "Tested (paired t-test by seed, p < 0.05): 0 hold, 0 contradicted, 0 inconclusive." in md
+    assert "Untested (one seed: the sign alone, not a finding): 2 as claimed, 1 opposite, 0 tied." in md
+    csv = pd.read_csv(paths["claims.csv"])
+    assert not set(csv["verdict"]) & {"holds", "contradicted"} and csv["tested"].tolist() == [False] * 3
 
 
 def test_every_preset_lists_claims_with_the_papers_numbers():
@@ -116,7 +132,7 @@ def test_every_preset_lists_claims_with_the_papers_numbers():
     assert claim.text == "SSM + fixed D_T beats SSM alone" and (claim.better, claim.than) == (2, (1,))
     verdicts = check_claims(load_ablation("modules"), pd.DataFrame(columns=["row", "status"]), "synthetic")
     assert verdicts[1].paper == "resnet18: 86.76 vs 86.53; arm: 90.75 vs 90.29 (rafdb)"
-    assert all(v.verdict == INCONCLUSIVE for v in verdicts)
+    assert all(v.verdict == Verdict.INCONCLUSIVE for v in verdicts)
 
 
 @pytest.mark.parametrize("claims, line, message", [

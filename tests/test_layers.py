@@ -69,9 +69,9 @@ def test_a_trial_process_loads_no_matplotlib():
 
 
 def test_the_output_vocabulary_is_defined_once():
-    # File names, statuses, stages and the metric tuple appear as literals only in outputs.py.
+    # File names, statuses, stages, verdicts and the metric tuple appear as literals only in outputs.py.
     words = {v for k, v in vars(outputs).items() if k.isupper() and isinstance(v, str) and v not in outputs.METRICS}
-    words |= {s.value for s in outputs.Status} | {s.value for s in outputs.Stage}
+    words |= {s.value for s in outputs.Status} | {s.value for s in outputs.Stage} | {v.value for v in outputs.Verdict}
     found = []
     for root in ("sspa_ray", "cli"):
         for path in sorted((REPO / root).rglob("*.py")):

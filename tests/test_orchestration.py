@@ -32,6 +32,7 @@ from sspa_ray.engine import fit
 from sspa_ray.orchestration.cluster import ClusterOptions, free_port, token_path
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.tuner import run_experiment
+from sspa_ray.outputs import Verdict
 from sspa_ray.specs.ablation import load_ablation
 from sspa_ray.specs.search_space import load_search_space
 
@@ -446,11 +447,11 @@ def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ra
     for name in ("table.csv", "table.tex", "modules.png", "claims.md", "claims.csv", "selection.png",
                  "selection_gallery.png"):
         assert (tmp_path / "exp" / name).is_file()
-    # The paper's claims, one verdict each; one seed is judged by the sign alone.
+    # The paper's claims, one verdict each; one seed is a sign, untested, never a bare holds/contradicted.
     claims = pd.read_csv(tmp_path / "exp" / "claims.csv")
     assert len(claims) == sum(len(c.metrics) for c in load_ablation("modules").claims)
-    assert set(claims["verdict"]) <= {"holds", "contradicted", "inconclusive"}
-    assert (claims["test"] == "one seed: sign only").all()
+    assert set(claims["verdict"]) <= {v.value for v in Verdict if not v.is_tested}
+    assert (claims["test"] == "none: one seed, the sign alone").all() and not claims["tested"].any()
     # SSM's selection per epoch, with ground truth, for the selection plot.
     ssm = stored[stored["modules.ssm"]]
     assert all(len(h) == TINY["train.epochs"] for h in ssm["history.selection_precision"])

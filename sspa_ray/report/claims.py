@@ -7,12 +7,15 @@ results.parquet, row against row, paired by seed:
 - with two or more common seeds, each comparison is a paired t-test (``paired_p``): it is *for*
   the claim when the difference has the claimed sign and p < 0.05, *against* it when it has the
   other sign and p < 0.05, and *unclear* otherwise;
-- with one common seed there is no test, and the sign of the difference alone decides.
+- with one common seed there is no test.
 
-The claim **holds** when every comparison is for it, is **contradicted** when any is against it,
-and is **inconclusive** otherwise (also when a row has no completed trial). The row shown as the
-rival is the one the verdict turns on: the first comparison against the claim, or else the
-rival with the highest mean.
+With a test for every comparison, the claim **holds** when every comparison is for it, is
+**contradicted** when any is against it, and is **inconclusive** otherwise (also when a row has
+no completed trial). Where a comparison has one seed only, the verdict is a sign and says so
+(``sign only (n=1): as claimed`` / ``opposite`` / ``tied``; ``outputs.Verdict``): a gap of two test
+images is not a finding, and the summary counts these apart from the tested verdicts. The row
+shown as the rival is the one the verdict turns on: the first comparison against the claim, or
+else the rival with the highest mean.
 """
 
 from __future__ import annotations
@@ -27,21 +30,20 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from sspa_ray.outputs import Status
+from sspa_ray.outputs import Status, Verdict
 from sspa_ray.report.aggregate import normalize
 from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, paired_p
 from sspa_ray.specs.ablation import AblationSpec
 from sspa_ray.specs.claims import Claim
 
-HOLDS, CONTRADICTED, INCONCLUSIVE = "holds", "contradicted", "inconclusive"
-VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE)
 FOR, AGAINST, UNCLEAR = 1, -1, 0
+# claims.md / claims.csv (claims_best.* at the best epoch); "claims" is also the presets' YAML key.
 CLAIMS_STEM = "claims"
 # The paper reports RAF-DB for every table; targets without numbers of their own are compared with it.
 PAPER_TARGET = "rafdb"
 CSV_COLUMNS = ("claim", "section", "metric", "combination", "better", "rival", "paper", "ours_better_mean",
                "ours_better_std", "ours_better_n", "ours_rival_mean", "ours_rival_std", "ours_rival_n",
-               "test", "p", "verdict")
+               "test", "p", "verdict", "tested")
 
 Values = dict[int, float]  # seed -> metric value
 
@@ -56,7 +58,9 @@ class Comparison:
 
 
 @dataclass
-class Verdict:
+class ClaimResult:
+    """One claim judged on one metric and `across` combination: the line of claims.md."""
+
     claim: Claim
     metric: str
     combo: dict[str, Any]
@@ -64,7 +68,7 @@ class Verdict:
     rival: int | None
     rival_values: Values
     comparison: Comparison | None
-    verdict: str
+    verdict: Verdict
     paper: str = ""
 
 
@@ -84,19 +88,25 @@ def compare(better: Values, rival: Values, rival_row: int) -> Comparison:
     return Comparison(rival_row, sign if significant else UNCLEAR, p, len(seeds), difference)
 
 
-def judge(better: Values, rivals: Mapping[int, Values]) -> tuple[str, Comparison | None]:
-    """The verdict of `better` against every row of `rivals`, and the comparison it turns on."""
+def judge(better: Values, rivals: Mapping[int, Values]) -> tuple[Verdict, Comparison | None]:
+    """The verdict of `better` against every row of `rivals`, and the comparison it turns on.
+
+    Tested only when every comparison had two seeds or more; otherwise the signs alone, named as such.
+    """
     if not better or not rivals or any(not values for values in rivals.values()):
         missing = next((row for row, values in rivals.items() if not values), None)
-        return INCONCLUSIVE, None if missing is None else Comparison(missing, UNCLEAR, None, 0, None)
+        return Verdict.INCONCLUSIVE, None if missing is None else Comparison(missing, UNCLEAR, None, 0, None)
     comparisons = [compare(better, values, row) for row, values in rivals.items()]
-    strongest = max(comparisons, key=lambda c: -math.inf if c.difference is None else -c.difference)
+    if any(c.pairs == 0 for c in comparisons):  # the rows ran no seed in common: nothing to pair
+        return Verdict.INCONCLUSIVE, next(c for c in comparisons if c.pairs == 0)
+    tested = all(c.pairs >= 2 for c in comparisons)
+    strongest = max(comparisons, key=lambda c: -c.difference)
     against = [c for c in comparisons if c.direction == AGAINST]
     if against:
-        return CONTRADICTED, min(against, key=lambda c: c.difference)
+        return Verdict.CONTRADICTED if tested else Verdict.SIGN_OPPOSITE, min(against, key=lambda c: c.difference)
     if all(c.direction == FOR for c in comparisons):
-        return HOLDS, strongest
-    return INCONCLUSIVE, strongest
+        return Verdict.HOLDS if tested else Verdict.SIGN_AS_CLAIMED, strongest
+    return Verdict.INCONCLUSIVE if tested else Verdict.SIGN_TIED, strongest
 
 
 def seed_values(results: pd.DataFrame, spec: AblationSpec, target: str, metric: str,
@@ -115,7 +125,7 @@ def seed_values(results: pd.DataFrame, spec: AblationSpec, target: str, metric: 
     return out
 
 
-def check_claims(spec: AblationSpec, results: pd.DataFrame, target: str, prefix: str = "") -> list[Verdict]:
+def check_claims(spec: AblationSpec, results: pd.DataFrame, target: str, prefix: str = "") -> list[ClaimResult]:
     """Every claim of `spec`, per metric and per combination of `across` that has results."""
     verdicts = []
     for claim in spec.claims:
@@ -126,7 +136,7 @@ def check_claims(spec: AblationSpec, results: pd.DataFrame, target: str, prefix:
                 rivals = {row: rows.get(row, {}) for row in claim.than}
                 verdict, comparison = judge(rows.get(claim.better, {}), rivals)
                 rival = comparison.rival if comparison else None
-                verdicts.append(Verdict(
+                verdicts.append(ClaimResult(
                     claim=claim, metric=metric, combo=dict(combo), better=rows.get(claim.better, {}),
                     rival=rival, rival_values=rows.get(rival, {}) if rival is not None else {},
                     comparison=comparison, verdict=verdict,
@@ -174,17 +184,17 @@ def _cell(values: Values) -> str:
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + f" (n={n})"
 
 
-def _test(v: Verdict) -> str:
+def _test(v: ClaimResult) -> str:
     c = v.comparison
     if c is None or c.pairs == 0:
-        return "none: a row has no completed trial"
-    if c.pairs == 1:
-        return "one seed: sign only"
+        return "none: the rows share no seed" if v.better and v.rival_values else "none: a row has no completed trial"
+    if not v.verdict.is_tested:
+        return "none: one seed, the sign alone"
     extent = f", against each of {len(v.claim.than)} rows" if len(v.claim.than) > 1 else ""
     return f"paired t-test by seed, {c.pairs} pairs{extent}"
 
 
-def _p(v: Verdict) -> str:
+def _p(v: ClaimResult) -> str:
     c = v.comparison
     if c is None or c.p is None:
         return "–"
@@ -195,35 +205,59 @@ def _combo_text(combo: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in combo.items())
 
 
-def render_markdown(spec: AblationSpec, verdicts: list[Verdict], row_name) -> str:
-    lines = [f"# {spec.title}: the paper's claims", ""]
-    if not verdicts:
-        return "\n".join(lines + ["This preset lists no claims.", ""])
+def claim_rows(verdicts: list[ClaimResult], row_name) -> tuple[list[str], list[list[str]]]:
+    """The header and the cells of the claims table, shared by claims.md and report.html."""
     with_combo = any(v.combo for v in verdicts)
     head = ["claim", "metric"] + (["combination"] if with_combo else []) + ["paper", "ours", "test", "p", "verdict"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * (len(head) - 4) + [":--", ":--", "--:", ":-:"]) + "|"]
+    rows = []
     for v in verdicts:
         rival = row_name(v.rival) if v.rival is not None else "–"
         ours = f"{_cell(v.better)} vs {rival}: {_cell(v.rival_values)}"
         words = v.claim.text + (f" (§{v.claim.section})" if v.claim.section else "")
-        cells = [words, v.metric] + ([_combo_text(v.combo)] if with_combo else []) + \
-                [v.paper, ours, _test(v), _p(v), f"**{v.verdict}**"]
-        lines.append("| " + " | ".join(cells) + " |")
-    counts = {name: sum(v.verdict == name for v in verdicts) for name in VERDICTS}
-    lines += [
-        "",
-        f"{counts[HOLDS]} hold, {counts[CONTRADICTED]} contradicted, {counts[INCONCLUSIVE]} inconclusive.",
-        "- Values in percent, mean ± std over seeds (ddof=1); `ours` shows the claimed-better row, then the "
+        rows.append([words, v.metric] + ([_combo_text(v.combo)] if with_combo else []) +
+                    [v.paper, ours, _test(v), _p(v), v.verdict.value])
+    return head, rows
+
+
+def verdict_summary(verdicts: list[ClaimResult]) -> str:
+    """The counts, tested verdicts apart from one-seed signs: what a reader may take as findings."""
+    parts = []
+    for tested, what in ((True, f"Tested (paired t-test by seed, p < {SIGNIFICANCE_LEVEL:g})"),
+                         (False, "Untested (one seed: the sign alone, not a finding)")):
+        kinds = [k for k in Verdict if k.is_tested == tested]
+        counts = [sum(v.verdict is k for v in verdicts) for k in kinds]
+        if sum(counts) or tested:
+            parts.append(f"{what}: " + ", ".join(f"{n} {k.summary_word}" for k, n in zip(kinds, counts)) + ".")
+    return " ".join(parts)
+
+
+def claim_notes() -> list[str]:
+    return [
+        "Values in percent, mean ± std over seeds (ddof=1); `ours` shows the claimed-better row, then the "
         "rival the verdict turns on.",
-        f"- Holds / contradicted: the difference has the claimed / the other sign, with p < {SIGNIFICANCE_LEVEL} "
-        "in a paired t-test by seed against every rival (one seed: the sign alone). Otherwise inconclusive.",
-        "- Paper: the claimed-better row vs its best rival in the paper's table.",
-        "",
+        f"Holds / contradicted: the difference has the claimed / the other sign, with p < {SIGNIFICANCE_LEVEL} "
+        "in a paired t-test by seed against every rival; otherwise inconclusive.",
+        "Sign only (n=1): one seed, so no test: the verdict names the sign of the difference, which a "
+        "gap of a few test images can flip. Run `--seeds 3` or more for a verdict.",
+        "Paper: the claimed-better row vs its best rival in the paper's table.",
     ]
+
+
+def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name) -> str:
+    lines = [f"# {spec.title}: the paper's claims", ""]
+    if not verdicts:
+        return "\n".join(lines + ["This preset lists no claims.", ""])
+    head, rows = claim_rows(verdicts, row_name)
+    lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * (len(head) - 4) + [":--", ":--", "--:", ":-:"]) + "|"]
+    for v, cells in zip(verdicts, rows):
+        if v.verdict.is_tested:
+            cells[-1] = f"**{cells[-1]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", verdict_summary(verdicts)] + [f"- {note}" for note in claim_notes()] + [""]
     return "\n".join(lines)
 
 
-def render_csv(verdicts: list[Verdict], row_name) -> str:
+def render_csv(verdicts: list[ClaimResult], row_name) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -233,7 +267,8 @@ def render_csv(verdicts: list[Verdict], row_name) -> str:
         p = v.comparison.p if v.comparison else None
         writer.writerow([v.claim.text, v.claim.section, v.metric, _combo_text(v.combo), row_name(v.claim.better),
                          row_name(v.rival) if v.rival is not None else "", v.paper,
-                         _num(b_mean), _num(b_std), b_n, _num(r_mean), _num(r_std), r_n, _test(v), _num(p), v.verdict])
+                         _num(b_mean), _num(b_std), b_n, _num(r_mean), _num(r_std), r_n, _test(v), _num(p), v.verdict.value,
+                         v.verdict.is_tested])
     return buffer.getvalue()
 
 
