@@ -99,12 +99,17 @@ class Kind(_Word):
     ABLATE = "ablate"   # an ablation preset or --preset paper (sspa-ray ablate)
 
 
+# results.parquet's data sizes of a completed trial: target train images, aux train images (after
+# data.aux_ratio), test images. The report's provenance line names them.
+SIZE_COLUMNS = ("size.target", "size.aux", "size.test")
 PLAN_FILE = "experiment.json"      # kind, name, target, overrides, seeds, ... (the resume marker)
 SPEC_FILE = "spec.yaml"            # a copy of the YAML that was run
 RESULTS_FILE = "results.parquet"   # one row per trial
 HANGUP_LOG_FILE = "hangup.log"     # what the command printed after its terminal closed
 TABLE_STEM = "table"               # table.md / table.csv / table.tex ...
 TABLE_BEST_STEM = "table_best"     # ... and the same at each trial's best epoch
+PROVENANCE_FILE = "provenance.json"  # what produced the outputs beside it (CSV has no room for a comment)
+REPORT_STEM = "report"             # report.html: every table, claim and plot on one page (report_best.html)
 SELECTION_PLOT = "selection.png"
 RELABEL_PLOT = "relabel.png"       # SCN's relabelling against the truth, beside SSM's selection plot
 SELECTION_GALLERY = "selection_gallery.png"

@@ -6,6 +6,7 @@ import pytest
 from sspa_ray.errors import SpecError
 from sspa_ray.outputs import Verdict
 from sspa_ray.report.claims import check_claims, judge, write_claims
+from sspa_ray.report.provenance import provenance
 from sspa_ray.report.significance import paired_p
 from sspa_ray.specs.ablation import load_ablation, preset_names
 
@@ -97,7 +98,7 @@ def test_claims_on_hand_made_results_and_the_files_beside_the_tables(tmp_path):
         ("one expert beats three on macro-F1", "macro_f1", Verdict.HOLDS),
     ]
     assert verdicts[1].rival == 1 and verdicts[0].comparison.pairs == 3
-    paths = write_claims(spec, frame, "synthetic", tmp_path)
+    paths = write_claims(spec, frame, "synthetic", tmp_path, provenance=provenance(frame, {"target": "synthetic"}))
     md = paths["claims.md"].read_text()
     assert "| two experts beat one (§4.5) | accuracy |" in md and "**holds**" in md and "**inconclusive**" in md
     assert "paired t-test by seed, 3 pairs" in md and "2 hold, 0 contradicted, 1 inconclusive." in md
@@ -111,7 +112,8 @@ def test_claims_on_hand_made_results_and_the_files_beside_the_tables(tmp_path):
     one_seed_results = results({0: [(0.7, 0.6)], 1: [(0.6, 0.7)], 2: [(0.9, 0.5)]})
     one_seed = check_claims(spec, one_seed_results, "synthetic")
     assert [v.verdict for v in one_seed] == [Verdict.SIGN_OPPOSITE, Verdict.SIGN_AS_CLAIMED, Verdict.SIGN_AS_CLAIMED]
-    paths = write_claims(spec, one_seed_results, "synthetic", tmp_path)
+    paths = write_claims(spec, one_seed_results, "synthetic", tmp_path,
+                         provenance=provenance(one_seed_results, {"target": "synthetic"}))
     md = paths["claims.md"].read_text()
     verdict_cells = [line.rsplit(" | ", 1)[1].rstrip(" |") for line in md.splitlines() if line.startswith("| ")][1:]
     assert verdict_cells == ["sign only (n=1): opposite", "sign only (n=1): as claimed", "sign only (n=1): as claimed"]
@@ -131,7 +133,10 @@ def test_every_preset_lists_claims_with_the_papers_numbers():
     claim = load_ablation("modules").claims[1]
     assert claim.text == "SSM + fixed D_T beats SSM alone" and (claim.better, claim.than) == (2, (1,))
     verdicts = check_claims(load_ablation("modules"), pd.DataFrame(columns=["row", "status"]), "synthetic")
-    assert verdicts[1].paper == "resnet18: 86.76 vs 86.53; arm: 90.75 vs 90.29 (rafdb)"
+    # The synthetic target has no paper numbers of its own: RAF-DB's are shown, marked as not like-for-like.
+    assert verdicts[1].paper == "resnet18: 86.76 vs 86.53; arm: 90.75 vs 90.29"
+    assert verdicts[1].paper_differs == ("the paper's numbers are RAF-DB's, at the paper's settings; "
+                                         "this run's target is synthetic")
     assert all(v.verdict == Verdict.INCONCLUSIVE for v in verdicts)
 
 

@@ -97,10 +97,18 @@ def test_grid_2x2_gives_four_rows_with_the_config_columns(local_ray, tmp_path, c
         metrics = json.loads((dirs[record["trial_id"]] / "metrics.json").read_text())
         assert record["macro_f1"] == metrics["macro_f1"] and record["best.epoch"] == metrics["best"]["epoch"]
         assert record["recall.happiness"] == metrics["per_class"]["happiness"]["recall"]
-        assert (dirs[record["trial_id"]] / "selection.csv").is_file()
-    for name in ("spec.yaml", "experiment.json", "table.md", "table.csv", "table.tex"):
+        # The images it trained and tested on, for the report's provenance line.
+        selection = pd.read_csv(dirs[record["trial_id"]] / "selection.csv")
+        assert record["size.target"] == (selection["source"] == "target").sum() > 0
+        assert record["size.aux"] == (selection["source"] == "aux").sum() > 0
+        assert record["size.test"] == sum(c["support"] for c in metrics["per_class"].values()) > 0
+    for name in ("spec.yaml", "experiment.json", "table.md", "table.csv", "table.tex", "provenance.json"):
         assert (tmp_path / "exp" / name).is_file()
-    assert json.loads((tmp_path / "exp" / "experiment.json").read_text())["kind"] == "tune"
+    stored_plan = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert stored_plan["kind"] == "tune" and len(stored_plan["runs"]) == 1
+    assert stored_plan["runs"][0]["code"].startswith("sspa-ray ")
+    sizes = f"{int(stored['size.target'][0])} train, {int(stored['size.test'][0])} test images"
+    assert (tmp_path / "exp" / "table.md").read_text().startswith(f"Provenance: target synthetic ({sizes}); ")
     printed = capsys.readouterr().out
     assert "== space: 4/4 trials finished ==" in printed and "pam.alpha" in printed and "moe.experts" in printed
 

@@ -37,7 +37,7 @@ def record(target, overrides, *, row, value, status="completed", error="", seed=
     return out
 
 
-def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", overrides=None, name="exp"):
+def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", overrides=None, name="exp", runs=None):
     out = tmp_path / name
     out.mkdir()
     frame = pd.DataFrame.from_records(records)
@@ -47,7 +47,7 @@ def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", ove
         shutil.copy(load_ablation(preset).path, out / "spec.yaml")
     (out / "experiment.json").write_text(json.dumps(
         {"kind": kind, "name": name, "target": target, "overrides": overrides or {}, "seeds": seeds,
-         "metric": "macro_f1", "mode": "max"}))
+         "metric": "macro_f1", "mode": "max", **({"runs": runs} if runs else {})}))
     return out
 
 
@@ -225,9 +225,69 @@ def test_best_epoch_metrics_are_labelled_as_selected_on_the_test_set(tmp_path):
     written = render_experiment(out, formats=("md", "parquet"), metric="best")
     md = written["md"].read_text()
     assert written["md"].name == "table_best.md" and "Acc. (best epoch)" in md
-    assert "selected on the test set" in md and "| **51.00** |" in md
+    assert "### Number of experts k (Table 6) (best epoch, chosen by test-set accuracy)" in md
+    assert "each trial's epoch of highest accuracy on the test set" in md and "| **51.00** |" in md
     assert pd.read_parquet(written["parquet"])["accuracy.mean_pct"].tolist() == [51.0] * 5
     assert not (out / "table.md").exists()
+    # table_best.tex has a label and caption of its own, so both tables fit in one document.
+    best_tex = render_experiment(out, formats=("tex",), metric="best")["tex"].read_text()
+    tex = render_experiment(out, formats=("tex",))["tex"].read_text()
+    assert r"\label{tab:experts_best}" in best_tex and r"\label{tab:experts}" in tex
+    caption = re.compile(r"\\caption\{(.*)\}")
+    assert caption.search(best_tex)[1] == caption.search(tex)[1] + " (best epoch, chosen by test-set accuracy)"
+
+
+SIZES = {"size.target": 1000.0, "size.aux": 2000.0, "size.test": 600.0}
+RUNS = [{"date": "2026-12-01T10:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"},
+        {"date": "2026-12-02T09:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"}]
+
+
+def test_every_output_names_its_data_overrides_seeds_schedule_and_code(tmp_path):
+    sets = {"train.epochs": 4}
+    spec = load_ablation("modules")
+    records = [record("synthetic", t.overrides, row=t.row, seed=t.overrides["train.seed"],
+                      value=0.6 + t.row / 100 + (t.row + 1) * t.overrides["train.seed"] / 1000, extra=SIZES)
+               for t in spec.trials("synthetic", sets, 3)]
+    out = experiment(tmp_path, "modules", "synthetic", records, seeds=3, overrides=sets, runs=RUNS)
+    written = render_experiment(out)
+    line = ("target synthetic (1000 train, 600 test images); aux affectnet (2000 train images, data.aux_ratio 1); "
+            "--set train.epochs=4; seeds 0, 1, 2; 4 epochs (2 of selection); sspa-ray 0.1.0, git abcdef12; "
+            "run 2026-12-01, resumed 2026-12-02")
+    assert written["md"].read_text().startswith(f"Provenance: {line}.\n")
+    assert f"% Provenance: {line}." in written["tex"].read_text().splitlines()[1]
+    assert json.loads(written["provenance"].read_text())["line"] == line  # beside table.csv and claims.csv
+    claims = (out / "claims.md").read_text()
+    assert f"Provenance: {line}." in claims
+    # The paper's numbers are RAF-DB's: kept beside the claims, marked, and said not to be like-for-like.
+    assert claims.count(" † |") == sum(len(c.metrics) for c in spec.claims)
+    assert "† Not a like-for-like comparison: the paper's numbers are RAF-DB's" in claims
+    assert pd.read_csv(out / "claims.csv")["paper_differs"].str.contains("target is synthetic").all()
+
+
+def test_an_experiment_of_an_earlier_version_names_the_rendering_code_and_missing_sizes(tmp_path):
+    from sspa_ray.version import code_version
+
+    out = experiment(tmp_path, "experts", "synthetic", all_trials("experts", "synthetic", lambda r, s: 0.5))
+    md = render_experiment(out)["md"].read_text()
+    first = md.splitlines()[0]
+    assert first.startswith("Provenance: target synthetic (sizes not recorded); ") and "; no --set; seed 0; " in first
+    assert f"{code_version()} (rendering; the run's code was not recorded); rendered 20" in first
+
+
+@pytest.mark.parametrize("sets, marked", [({}, False), ({"train.epochs": 2}, True)])
+def test_claims_paper_numbers_follow_the_reference_columns_rule(tmp_path, sets, marked):
+    spec = load_ablation("modules")
+    records = [record("rafdb", t.overrides, row=t.row, value=0.8 + t.row / 100) for t in spec.trials("rafdb", sets)]
+    out = experiment(tmp_path, "modules", "rafdb", records, overrides=sets)
+    written = render_experiment(out)
+    claims = (out / "claims.md").read_text()
+    # The claims keep the paper's numbers, marked where the run is not the paper's.
+    assert f"| resnet18: 86.76 vs 86.53{' †' if marked else ''} | " in claims
+    assert ("†" in claims) == marked
+    # The table drops its reference numbers for the same rows, for the same reason.
+    assert pd.read_csv(written["csv"])["paper.accuracy_pct"].isna().all() == marked
+    if marked:
+        assert "these rows ran another configuration than the paper's: train.epochs 2 (paper 80)" in claims
 
 
 def test_tune_experiment_is_a_table_sorted_by_its_metric(tmp_path):

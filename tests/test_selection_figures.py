@@ -7,9 +7,9 @@ import pandas as pd
 from PIL import Image
 
 from sspa_ray.data import read_listing, synthetic
-from sspa_ray.data.gallery import draw_selection_gallery
 from sspa_ray.labels import CLASSES
-from sspa_ray.report.selection import plot_selection
+from sspa_ray.report.plots import save_figure
+from sspa_ray.report.selection import plot_selection, selection_figure, selection_gallery
 from sspa_ray.specs.ablation import load_ablation
 
 
@@ -29,19 +29,30 @@ def trials(with_truth: bool) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+FOOTER = "target synthetic (1000 train, 600 test images); no --set; seeds 0, 1"
+
+
 def test_selection_plot_with_and_without_ground_truth(tmp_path):
     spec = load_ablation("modules")
     for truth in (True, False):
         out = tmp_path / str(truth)
         out.mkdir()
-        written = plot_selection(spec, trials(truth), out)
+        written = plot_selection(spec, trials(truth), out, footer=FOOTER)
         image = Image.open(written["selection"])
         assert image.size[0] > 400  # two SSM rows: two panels
+        # The y axis says what it shows, D_T is set as math, and the footer names the data and seeds.
+        fig = selection_figure(spec, trials(truth).query("row > 0"))
+        save_figure(fig, out / "again.png", FOOTER, formats=("png",))
+        left = fig.axes[0]
+        assert left.get_ylabel() == ("share (0-1)" if truth else "share of the class kept")
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        assert titles == ["SSM (n=2)", "SSM + $D_T$ fixed (n=2)"] and not any("D_T " in t for t in titles)
+        assert any("Data: target synthetic" in text.get_text() and "seeds 0, 1" in text.get_text() for text in fig.texts)
     # No SSM row with results: no plot.
-    assert plot_selection(spec, trials(True).query("row == 0"), tmp_path) == {}
+    assert plot_selection(spec, trials(True).query("row == 0"), tmp_path, footer=FOOTER) == {}
 
 
-def test_gallery_shows_kept_and_rejected_aux_faces_with_true_labels(tmp_path, monkeypatch):
+def test_gallery_shows_kept_and_rejected_aux_faces_with_true_labels_and_names_its_trial(tmp_path, monkeypatch):
     monkeypatch.setenv("SSPA_CACHE_DIR", str(tmp_path / "cache"))
     root = synthetic.ensure(0, 0.02, progress=False)
     listing = read_listing("affectnet", "train", root)
@@ -51,6 +62,10 @@ def test_gallery_shows_kept_and_rejected_aux_faces_with_true_labels(tmp_path, mo
         writer.writerow(["path", "source", "label", "clean"])
         for i, path in enumerate(listing.paths):
             writer.writerow([path, "aux", CLASSES[listing.labels[i]], i % 2])
-    out = draw_selection_gallery(selection, root, tmp_path / "gallery.png", per_group=4,
-                                 truth=synthetic.read_ground_truth(root))
+    fig = selection_gallery(selection, root, per_group=4, truth=synthetic.read_ground_truth(root),
+                            trial="modules-ssm+fix-s0 (SSM + $D_T$ fixed, seed 0)")
+    out = save_figure(fig, tmp_path / "gallery.png", FOOTER, formats=("png",))
     assert Image.open(out).size[1] > 100
+    assert "trial modules-ssm+fix-s0" in fig._suptitle.get_text()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 8 and all(t.startswith("given: ") and "\ntrue: " in t for t in titles)

@@ -39,6 +39,7 @@ from sspa_ray.specs.ablation import AblationSpec, TrialSpec
 from sspa_ray.specs.search_space import SearchSpace
 from sspa_ray.specs.suite import Suite, feeds_text
 from sspa_ray.tracking import DEFAULT_LOGGERS
+from sspa_ray.version import this_run
 
 # Ray's experiment state lives here when --storage is not given.
 DEFAULT_STORAGE_DIR = "ray"
@@ -231,9 +232,15 @@ class ExperimentPlan(abc.ABC):
             pretrain.ensure(recipe)
 
     def save(self) -> None:
-        """Write spec.yaml and experiment.json; `sspa-ray report` and --resume read them back."""
+        """Write spec.yaml and experiment.json; `sspa-ray report` and --resume read them back.
+
+        experiment.json's ``runs`` gains one entry per start or resume (its date and code version),
+        which the report's provenance line names."""
         (self.out / SPEC_FILE).write_text(self.spec_text, encoding="utf-8")
-        (self.out / PLAN_FILE).write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path = self.out / PLAN_FILE
+        runs = json.loads(path.read_text(encoding="utf-8")).get("runs", []) if path.is_file() else []
+        summary = {**self.summary(), "runs": [*runs, this_run()]}
+        path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,8 @@ tune and for ``--preset paper``), ``feeds`` (``--preset paper``: the table rows 
 such as ``table_5:8 table_8:3``; empty otherwise), for completed trials the final per-class
 recall as ``recall.<class>`` and aux share kept per class as ``kept.<class>``, the per-epoch
 selection as lists ``history.clean_share``, ``history.selection_precision``,
-``history.selection_recall``, and ``trial_dir`` (the trial's folder under the experiment path,
+``history.selection_recall``, for completed trials the images they trained and tested on
+(``size.target``, ``size.aux``, ``size.test``), and ``trial_dir`` (the trial's folder under the experiment path,
 holding its selection.csv).
 
 Status: ``completed`` (all epochs ran), ``stopped`` (the ASHA scheduler ended it early),
@@ -17,6 +18,8 @@ Status: ``completed`` (all epochs ran), ``stopped`` (the ASHA scheduler ended it
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -29,14 +32,14 @@ from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.storage import storage_filesystem
 from sspa_ray.outputs import (BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RELABEL_FIGURES, RESULTS_FILE,
-                              SELECTION_FIGURES, Status)
+                              SELECTION_FIGURES, SELECTION_FILE, SIZE_COLUMNS, Status)
 
 EXTRA = (*SELECTION_FIGURES, *RELABEL_FIGURES)
 # Per-epoch series of SSM's selection and SCN's relabelling, one list per trial, for their plots.
 SERIES = ("clean_share", "selection_precision", "selection_recall", *RELABEL_FIGURES)
 COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
            *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", "feeds", *(f"recall.{c}" for c in CLASSES),
-           *(f"kept.{c}" for c in CLASSES), *(f"history.{s}" for s in SERIES), "trial_dir")
+           *(f"kept.{c}" for c in CLASSES), *(f"history.{s}" for s in SERIES), *SIZE_COLUMNS, "trial_dir")
 
 
 def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> Status:
@@ -69,7 +72,13 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
         record["error"] = ""
     for name in (*METRICS, *EXTRA):
         record[name] = _number(final.get(name))
-    record.update(_per_class(plan, trial) if status == Status.COMPLETED else {})
+    if status == Status.COMPLETED:
+        try:
+            metrics = json.loads(_trial_file(plan, trial, METRICS_FILE) or "{}")
+        except json.JSONDecodeError:
+            metrics = {}
+        record.update(per_class(metrics))
+        record.update(data_sizes(metrics, _trial_file(plan, trial, SELECTION_FILE)))
     record["trial_dir"] = Path(trial.path).name
     for name in SERIES:
         column = epochs[name] if name in epochs else pd.Series(dtype=float)
@@ -119,19 +128,38 @@ def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
     return epochs.reset_index(drop=True)
 
 
-def _per_class(plan: ExperimentPlan, trial) -> dict[str, float]:
-    """``recall.<class>`` and the aux share SSM kept per class, ``kept.<class>``, of the final epoch,
-    from the metrics.json the trial published."""
-    filesystem, root = storage_filesystem(f"{plan.experiment_path}/{Path(trial.path).name}/{METRICS_FILE}")
+def _trial_file(plan: ExperimentPlan, trial, name: str) -> str | None:
+    """A file the trial published into its folder (metrics.json, selection.csv), or None."""
+    filesystem, root = storage_filesystem(f"{plan.experiment_path}/{Path(trial.path).name}/{name}")
     try:
         with filesystem.open_input_stream(root) as stream:
-            metrics = json.loads(stream.read())
-    except (FileNotFoundError, OSError, json.JSONDecodeError):
-        return {}
-    per_class = metrics.get("per_class", {})
+            return stream.read().decode("utf-8")
+    except (FileNotFoundError, OSError, UnicodeDecodeError):
+        return None
+
+
+def per_class(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """``recall.<class>`` and the aux share SSM kept per class, ``kept.<class>``, of the final epoch,
+    from the trial's metrics.json."""
+    classes = metrics.get("per_class", {})
     kept = (metrics.get("selection") or {}).get("kept_per_class", {})
-    out = {f"recall.{name}": float(per_class[name]["recall"]) for name in CLASSES if name in per_class}
+    out = {f"recall.{name}": float(classes[name]["recall"]) for name in CLASSES if name in classes}
     out.update({f"kept.{name}": float(kept[name]) for name in CLASSES if name in kept})
+    return out
+
+
+def data_sizes(metrics: Mapping[str, Any], selection_csv: str | None) -> dict[str, float]:
+    """The trial's images: target and aux train (selection.csv has a row per training sample, by
+    source) and test (metrics.json's per-class support); a file that is missing leaves NaN."""
+    target_column, aux_column, test_column = SIZE_COLUMNS
+    support = [c.get("support") for c in metrics.get("per_class", {}).values()]
+    out = {column: math.nan for column in SIZE_COLUMNS}
+    if support and all(isinstance(s, int) for s in support):
+        out[test_column] = float(sum(support))
+    if selection_csv is not None:
+        sources = [row["source"] for row in csv.DictReader(io.StringIO(selection_csv))]
+        out[target_column] = float(sources.count("target"))
+        out[aux_column] = float(sources.count("aux"))
     return out
 
 

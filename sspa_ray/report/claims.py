@@ -30,9 +30,12 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from sspa_ray.config import KEYS
 from sspa_ray.outputs import Status, Verdict
 from sspa_ray.report.aggregate import normalize
+from sspa_ray.report.provenance import Provenance
 from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, paired_p
+from sspa_ray.report.tables import paper_differences
 from sspa_ray.specs.ablation import AblationSpec
 from sspa_ray.specs.claims import Claim
 
@@ -40,8 +43,10 @@ FOR, AGAINST, UNCLEAR = 1, -1, 0
 # claims.md / claims.csv (claims_best.* at the best epoch); "claims" is also the presets' YAML key.
 CLAIMS_STEM = "claims"
 # The paper reports RAF-DB for every table; targets without numbers of their own are compared with it.
-PAPER_TARGET = "rafdb"
-CSV_COLUMNS = ("claim", "section", "metric", "combination", "better", "rival", "paper", "ours_better_mean",
+PAPER_TARGET, PAPER_TARGET_TITLE = "rafdb", "RAF-DB"
+# Beside paper numbers that are not a like-for-like comparison (another target, or a row run otherwise).
+NOT_LIKE_FOR_LIKE = "†"
+CSV_COLUMNS = ("claim", "section", "metric", "combination", "better", "rival", "paper", "paper_differs", "ours_better_mean",
                "ours_better_std", "ours_better_n", "ours_rival_mean", "ours_rival_std", "ours_rival_n",
                "test", "p", "verdict", "tested")
 
@@ -70,6 +75,7 @@ class ClaimResult:
     comparison: Comparison | None
     verdict: Verdict
     paper: str = ""
+    paper_differs: str = ""     # why the paper's numbers are not like-for-like; "" when they are
 
 
 def compare(better: Values, rival: Values, rival_row: int) -> Comparison:
@@ -109,25 +115,41 @@ def judge(better: Values, rivals: Mapping[int, Values]) -> tuple[Verdict, Compar
     return Verdict.INCONCLUSIVE if tested else Verdict.SIGN_TIED, strongest
 
 
+def _completed(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["status"] == Status.COMPLETED] if "status" in results else results.iloc[0:0]
+
+
+def _combo(spec: AblationSpec, target: str, record: Mapping[str, Any]) -> tuple:
+    return tuple((key, normalize(key, record.get(key))) for key in spec.active_across(target))
+
+
 def seed_values(results: pd.DataFrame, spec: AblationSpec, target: str, metric: str,
                 prefix: str = "") -> dict[tuple, dict[int, Values]]:
     """combination -> row -> seed -> value, from the completed trials."""
-    across = list(spec.active_across(target))
     out: dict[tuple, dict[int, Values]] = {}
-    done = results[results["status"] == Status.COMPLETED] if "status" in results else results.iloc[0:0]
-    for record in done.to_dict("records"):
+    for record in _completed(results).to_dict("records"):
         value = record.get(prefix + metric)
         if value is None or not math.isfinite(float(value)):
             continue
-        combo = tuple((key, normalize(key, record.get(key))) for key in across)
+        combo = _combo(spec, target, record)
         seed = int(record.get("train.seed") or 0)
         out.setdefault(combo, {}).setdefault(int(record["row"]), {})[seed] = float(value)
+    return out
+
+
+def row_configs(results: pd.DataFrame, spec: AblationSpec, target: str) -> dict[tuple, dict[str, Any]]:
+    """(combination, row) -> the config a completed trial of that row ran (seeds aside, they agree)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for record in _completed(results).to_dict("records"):
+        key = (_combo(spec, target, record), int(record["row"]))
+        out.setdefault(key, {k: normalize(k, record[k]) for k in KEYS if k in record})
     return out
 
 
 def check_claims(spec: AblationSpec, results: pd.DataFrame, target: str, prefix: str = "") -> list[ClaimResult]:
     """Every claim of `spec`, per metric and per combination of `across` that has results."""
     verdicts = []
+    configs = row_configs(results, spec, target)
     for claim in spec.claims:
         for metric in claim.metrics:
             per_combo = seed_values(results, spec, target, metric, prefix)
@@ -141,6 +163,7 @@ def check_claims(spec: AblationSpec, results: pd.DataFrame, target: str, prefix:
                     rival=rival, rival_values=rows.get(rival, {}) if rival is not None else {},
                     comparison=comparison, verdict=verdict,
                     paper=_paper(spec, target, claim, metric, dict(combo)),
+                    paper_differs=_paper_differs(spec, target, claim, combo, configs),
                 ))
     return verdicts
 
@@ -164,10 +187,22 @@ def _paper(spec: AblationSpec, target: str, claim: Claim, metric: str, combo: di
         name = ", ".join(str(v) for _, v in key)
         text = f"{mine:.2f} vs {max(rivals):.2f}"
         parts.append(f"{name}: {text}" if name else text)
-    if not parts:
-        return "–"
-    suffix = "" if paper_target == target else f" ({PAPER_TARGET})"
-    return "; ".join(parts) + suffix
+    return "; ".join(parts) or "–"
+
+
+def _paper_differs(spec: AblationSpec, target: str, claim: Claim, combo: tuple,
+                   configs: Mapping[tuple, dict[str, Any]]) -> str:
+    """Why the paper's numbers of `claim` are not a like-for-like comparison with this run, or "".
+
+    The rule of the tables' reference columns (tables.paper_differences): another target than the
+    paper's, or a row that ran another configuration than the paper's (--set train.epochs=2, ...).
+    The tables drop such numbers; the claims keep them, marked, since the claim is what they say."""
+    if target not in spec.reference.values:
+        return f"the paper's numbers are {PAPER_TARGET_TITLE}'s, at the paper's settings; this run's target is {target}"
+    differences = [paper_differences(spec, target, row, configs[(combo, row)], dict(combo))
+                   for row in (claim.better, *claim.than) if (combo, row) in configs]
+    shown = ", ".join(dict.fromkeys(d for text in differences if text for d in text.split(", ")))
+    return f"these rows ran another configuration than the paper's: {shown}" if shown else ""
 
 
 def _stat(values: Values) -> tuple[float | None, float | None, int]:
@@ -214,8 +249,9 @@ def claim_rows(verdicts: list[ClaimResult], row_name) -> tuple[list[str], list[l
         rival = row_name(v.rival) if v.rival is not None else "–"
         ours = f"{_cell(v.better)} vs {rival}: {_cell(v.rival_values)}"
         words = v.claim.text + (f" (§{v.claim.section})" if v.claim.section else "")
+        paper = v.paper + (f" {NOT_LIKE_FOR_LIKE}" if v.paper_differs and v.paper != "–" else "")
         rows.append([words, v.metric] + ([_combo_text(v.combo)] if with_combo else []) +
-                    [v.paper, ours, _test(v), _p(v), v.verdict.value])
+                    [paper, ours, _test(v), _p(v), v.verdict.value])
     return head, rows
 
 
@@ -231,7 +267,10 @@ def verdict_summary(verdicts: list[ClaimResult]) -> str:
     return " ".join(parts)
 
 
-def claim_notes() -> list[str]:
+def claim_notes(verdicts: list[ClaimResult]) -> list[str]:
+    differs = list(dict.fromkeys(v.paper_differs for v in verdicts if v.paper_differs and v.paper != "–"))
+    unlike = [f"{NOT_LIKE_FOR_LIKE} Not a like-for-like comparison: {'; '.join(differs)}. The paper's numbers show "
+              "what the paper claims, not what this run should reach."] if differs else []
     return [
         "Values in percent, mean ± std over seeds (ddof=1); `ours` shows the claimed-better row, then the "
         "rival the verdict turns on.",
@@ -240,11 +279,12 @@ def claim_notes() -> list[str]:
         "Sign only (n=1): one seed, so no test: the verdict names the sign of the difference, which a "
         "gap of a few test images can flip. Run `--seeds 3` or more for a verdict.",
         "Paper: the claimed-better row vs its best rival in the paper's table.",
+        *unlike,
     ]
 
 
-def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name) -> str:
-    lines = [f"# {spec.title}: the paper's claims", ""]
+def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name, provenance: Provenance) -> str:
+    lines = [f"# {spec.title}: the paper's claims", "", provenance.markdown(), ""]
     if not verdicts:
         return "\n".join(lines + ["This preset lists no claims.", ""])
     head, rows = claim_rows(verdicts, row_name)
@@ -253,7 +293,7 @@ def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name) -
         if v.verdict.is_tested:
             cells[-1] = f"**{cells[-1]}**"
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", verdict_summary(verdicts)] + [f"- {note}" for note in claim_notes()] + [""]
+    lines += ["", verdict_summary(verdicts)] + [f"- {note}" for note in claim_notes(verdicts)] + [""]
     return "\n".join(lines)
 
 
@@ -266,7 +306,7 @@ def render_csv(verdicts: list[ClaimResult], row_name) -> str:
         r_mean, r_std, r_n = _stat(v.rival_values)
         p = v.comparison.p if v.comparison else None
         writer.writerow([v.claim.text, v.claim.section, v.metric, _combo_text(v.combo), row_name(v.claim.better),
-                         row_name(v.rival) if v.rival is not None else "", v.paper,
+                         row_name(v.rival) if v.rival is not None else "", v.paper, v.paper_differs,
                          _num(b_mean), _num(b_std), b_n, _num(r_mean), _num(r_std), r_n, _test(v), _num(p), v.verdict.value,
                          v.verdict.is_tested])
     return buffer.getvalue()
@@ -277,11 +317,12 @@ def _num(value: float | None) -> str:
 
 
 def write_claims(spec: AblationSpec, results: pd.DataFrame, target: str, exp_dir: Path, *,
-                 best: bool = False) -> dict[str, Path]:
-    """Write claims.md and claims.csv (claims_best.* for best-epoch metrics) into `exp_dir`."""
+                 provenance: Provenance, best: bool = False) -> dict[str, Path]:
+    """Write claims.md and claims.csv (claims_best.* for best-epoch metrics) into `exp_dir`; the
+    CSV's provenance is the provenance.json beside it."""
     verdicts = check_claims(spec, results, target, prefix="best." if best else "")
     stem = CLAIMS_STEM + ("_best" if best else "")
     paths = {"claims.md": Path(exp_dir) / f"{stem}.md", "claims.csv": Path(exp_dir) / f"{stem}.csv"}
-    paths["claims.md"].write_text(render_markdown(spec, verdicts, spec.row_name), encoding="utf-8")
+    paths["claims.md"].write_text(render_markdown(spec, verdicts, spec.row_name, provenance), encoding="utf-8")
     paths["claims.csv"].write_text(render_csv(verdicts, spec.row_name), encoding="utf-8")
     return paths

@@ -12,12 +12,14 @@ Every figure is written as PNG and as PDF (for papers), and shows every metric o
 - ``--preset paper``: Tables 8 and 9 in one figure, SSPA-JT against direct merging.
 
 Error bars are the std over seeds and are drawn only where there are two seeds or more. Legends
-sit outside the axes, so they never cover data.
+sit outside the axes, so they never cover data. Every figure's footer is the provenance line
+(report/provenance.py): the data, the --set overrides, the seeds, the schedule, the code.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ MIN_COLOUR_SPAN = 10.0
 OVERLAY = {"table_8": "SSPA-JT", "table_9": "direct merging"}
 
 
-def _math(text: str) -> str:
+def math_text(text: str) -> str:
     """D_T as a subscript in matplotlib's mathtext."""
     return text.replace("D_T", "$D_T$")
 
@@ -64,11 +66,14 @@ def _legend(ax, **kwargs) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    """Write `path` (PNG) and the same figure as PDF beside it; return the PNG."""
+def save_figure(fig: Figure, path: Path, footer: str, *, formats=FORMATS, dpi: int = 120) -> Path:
+    """Write `path` (PNG) and the same figure in the other `formats` beside it, with `footer` (the
+    provenance line) under the axes; return the PNG."""
     fig.tight_layout()
-    for fmt in FORMATS:
-        fig.savefig(path.with_suffix(f".{fmt}"), dpi=120, bbox_inches="tight")
+    width = max(40, int(fig.get_figwidth() * 19))  # characters per line at 6 pt
+    fig.text(0.01, 0.0, textwrap.fill(f"Data: {footer}", width), ha="left", va="top", fontsize=6, color="dimgrey")
+    for fmt in formats:
+        fig.savefig(path.with_suffix(f".{fmt}"), dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -81,7 +86,7 @@ def _colour_range(values: np.ndarray) -> tuple[float, float]:
     return lo, max(hi, lo + MIN_COLOUR_SPAN)
 
 
-def heatmap(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str) -> Path:
+def heatmap(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str, footer: str) -> Path:
     """One heat map per metric (rows) and block (columns); grid rows top-down in the table's order."""
     row_key, col_key = spec.grid
     blocks = split_blocks(groups, spec.across)
@@ -109,7 +114,7 @@ def heatmap(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str)
             ax.set_ylabel(KEY_TITLES.get(row_key, row_key))
             ax.set_title((_block_name(spec, block) + ", " if spec.across else "") + label, fontsize=9)
             fig.colorbar(image, ax=ax, label=f"{label} (%), scale {lo:g}-{hi:g}")
-    return _save(fig, path)
+    return save_figure(fig, path, footer)
 
 
 def _x_axis(ax, key: str, xs: list[float]) -> None:
@@ -120,7 +125,8 @@ def _x_axis(ax, key: str, xs: list[float]) -> None:
     ax.set_xlabel(KEY_TITLES.get(key, key))
 
 
-def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *, suffix: str, target: str) -> Path:
+def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *, suffix: str, target: str,
+                footer: str) -> Path:
     """Each metric against a numeric row key (one panel each), one line per block, the paper's dashed."""
     scale = 100 if key == "data.aux_ratio" else 1
     metrics = spec.metrics
@@ -143,11 +149,11 @@ def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *
         ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)}{suffix} (%)")
         ax.grid(alpha=0.3)
         _legend(ax)
-    axes[0].set_title(_math(spec.title), fontsize=9)
-    return _save(fig, path)
+    axes[0].set_title(math_text(spec.title), fontsize=9)
+    return save_figure(fig, path, footer)
 
 
-def overlay_ratio(tables: dict[str, tuple[AblationSpec, list[Group]]], path: Path, *, suffix: str) -> Path:
+def overlay_ratio(tables: dict[str, tuple[AblationSpec, list[Group]]], path: Path, *, suffix: str, footer: str) -> Path:
     """SSPA-JT (Table 8) against direct merging (Table 9) over the aux share, per metric."""
     first_spec = next(iter(tables.values()))[0]
     metrics = [m for m in first_spec.metrics if all(m in spec.metrics for spec, _ in tables.values())]
@@ -172,10 +178,10 @@ def overlay_ratio(tables: dict[str, tuple[AblationSpec, list[Group]]], path: Pat
         ax.grid(alpha=0.3)
         _legend(ax)
     axes[0].set_title("SSPA-JT (Table 8) and direct merging (Table 9) over the aux share", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path, footer)
 
 
-def module_bars(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str) -> Path:
+def module_bars(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str, footer: str) -> Path:
     """Each metric of each module pattern as bars, one panel per block."""
     blocks = split_blocks(groups, spec.across)
     fig = Figure(figsize=(7.5, 3.0 * len(blocks)))
@@ -187,15 +193,15 @@ def module_bars(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: 
             y, err = np.array([_mean_std(g, metric) for g in block]).T
             ax.bar(x + (j - (len(spec.metrics) - 1) / 2) * width, y, width, yerr=_errors(err),
                    label=METRIC_TITLES.get(metric, metric) + suffix, capsize=2)
-        ax.set_xticks(x, [_math(row_title(spec, g.row)) for g in block], rotation=30, ha="right", fontsize=7)
+        ax.set_xticks(x, [math_text(row_title(spec, g.row)) for g in block], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("%")
         ax.set_title(_block_name(spec, block), fontsize=9)
         ax.set_ylim(0.0, 100.0)  # bars start at 0: a cut axis would exaggerate the differences
         _legend(ax)
-    return _save(fig, path)
+    return save_figure(fig, path, footer)
 
 
-def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path) -> Path:
+def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path, *, footer: str) -> Path:
     """Per-class recall (final epoch) of each module pattern as a heat map, one panel per block."""
     blocks = split_blocks(groups, spec.across)
     fig = Figure(figsize=(7.0, 0.45 * max(len(b) for b in blocks) * len(blocks) + 1.5))
@@ -208,13 +214,13 @@ def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path) -> Pat
             ax.text(c, r, "n/a" if np.isnan(value) else f"{value:.0f}", ha="center", va="center",
                     color="black" if np.isnan(value) or value >= 60 else "white", fontsize=7)
         ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=30, ha="right", fontsize=7)
-        ax.set_yticks(range(len(block)), [_math(row_title(spec, g.row)) for g in block], fontsize=7)
+        ax.set_yticks(range(len(block)), [math_text(row_title(spec, g.row)) for g in block], fontsize=7)
         ax.set_title(f"Per-class recall (%), {_block_name(spec, block)}", fontsize=9)
         fig.colorbar(image, ax=ax, label="recall (%), scale 0-100")
-    return _save(fig, path)
+    return save_figure(fig, path, footer)
 
 
-def plot_ablation(spec: AblationSpec, groups: list[Group], out_dir: Path, *, target: str,
+def plot_ablation(spec: AblationSpec, groups: list[Group], out_dir: Path, *, target: str, footer: str,
                   best: bool = False, has_recall: bool = False) -> dict[str, Path]:
     """Every figure the preset's layout has, written as PNG and PDF into `out_dir` (PNG paths returned)."""
     suffix = " (best epoch)" if best else ""
@@ -226,15 +232,18 @@ def plot_ablation(spec: AblationSpec, groups: list[Group], out_dir: Path, *, tar
     numeric_keys = [k for k in spec.row_keys()
                     if all(_is_number(g.config.get(k)) for g in groups)]
     if spec.layout == "grid":
-        plots[f"{stem}_heatmap"] = heatmap(spec, groups, out_dir / f"{stem}_heatmap.png", suffix=suffix)
+        plots[f"{stem}_heatmap"] = heatmap(spec, groups, out_dir / f"{stem}_heatmap.png", suffix=suffix, footer=footer)
     elif spec.layout == "ratio":
-        plots[stem] = against_key(spec, groups, "data.aux_ratio", out_dir / f"{stem}.png", suffix=suffix, target=target)
+        plots[stem] = against_key(spec, groups, "data.aux_ratio", out_dir / f"{stem}.png", suffix=suffix, target=target,
+                                  footer=footer)
     elif spec.layout == "list" and len(numeric_keys) == 1 and len(spec.row_keys()) == 1:
-        plots[stem] = against_key(spec, groups, numeric_keys[0], out_dir / f"{stem}.png", suffix=suffix, target=target)
+        plots[stem] = against_key(spec, groups, numeric_keys[0], out_dir / f"{stem}.png", suffix=suffix, target=target,
+                                  footer=footer)
     elif spec.layout == "modules":
-        plots[stem] = module_bars(spec, groups, out_dir / f"{stem}.png", suffix=suffix)
+        plots[stem] = module_bars(spec, groups, out_dir / f"{stem}.png", suffix=suffix, footer=footer)
         if has_recall and not best:
-            plots[f"{stem}_per_class_recall"] = per_class_recall(spec, groups, out_dir / f"{stem}_per_class_recall.png")
+            plots[f"{stem}_per_class_recall"] = per_class_recall(spec, groups, out_dir / f"{stem}_per_class_recall.png",
+                                                                 footer=footer)
     return plots
 
 

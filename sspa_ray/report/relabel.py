@@ -3,7 +3,8 @@
 One panel per row that runs SCN on aux data with ground truth (the synthetic benchmark), per epoch
 and averaged over seeds: the share of the aux set relabelled, the share of those relabels that are
 the true label, and the noise rate of the low-importance groups, against the aux set's own noise
-rate (1 - aux base rate, what a group drawn at random would hold).
+rate (1 - aux base rate, what a group drawn at random would hold). Its footer is the provenance
+line, as every plot's (plots.save_figure).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from sspa_ray.outputs import RELABEL_PLOT, Status
+from sspa_ray.report.plots import math_text, save_figure
 from sspa_ray.specs.ablation import AblationSpec
 
 SERIES = {"history.relabelled_share": "aux share relabelled", "history.relabel_precision": "relabels that are right",
@@ -30,19 +33,15 @@ def _relabelling(results: pd.DataFrame) -> pd.DataFrame:
                  for v in done["history.relabel_precision"]]]
 
 
-def plot_relabelling(spec: AblationSpec, results: pd.DataFrame, exp_dir: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_relabelling(spec: AblationSpec, results: pd.DataFrame, exp_dir: Path, *, footer: str) -> dict[str, Path]:
     trials = _relabelling(results)
     if not len(trials):
         return {}
     groups = list(trials.groupby("row", sort=True))
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.0), squeeze=False, sharey=True)
+    fig = Figure(figsize=(4.2 * len(groups), 3.3))
+    axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)
     for ax, (row, of_row) in zip(axes.flat, groups):
-        ax.set_title(f"{spec.row_name(int(row))} (n={len(of_row)})", fontsize=8)
+        ax.set_title(f"{math_text(spec.row_name(int(row)))} (n={len(of_row)})", fontsize=8)
         for column, name in SERIES.items():
             series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for v in of_row[column]]
             length = min(len(s) for s in series)
@@ -52,9 +51,5 @@ def plot_relabelling(spec: AblationSpec, results: pd.DataFrame, exp_dir: Path) -
         ax.set_ylabel("share of aux samples", fontsize=8)
         ax.set_ylim(0, 1.02)
     axes.flat[0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"{spec.title}: SCN's relabelling against the true labels (mean over seeds)", fontsize=10)
-    fig.tight_layout()
-    path = Path(exp_dir) / RELABEL_PLOT
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return {"relabel": path}
+    fig.suptitle(f"{math_text(spec.title)}: SCN's relabelling against the true labels (mean over seeds)", fontsize=10)
+    return {"relabel": save_figure(fig, Path(exp_dir) / RELABEL_PLOT, footer, formats=("png",), dpi=100)}

@@ -15,6 +15,7 @@ from sspa_ray.outputs import METRICS, PLAN_FILE, SPEC_FILE, TABLE_BEST_STEM, TAB
 from sspa_ray.report.aggregate import aggregate, read_results
 from sspa_ray.report.claims import write_claims
 from sspa_ray.report.plots import OVERLAY, RECALL_COLUMNS, overlay_ratio, plot_ablation
+from sspa_ray.report.provenance import Provenance, provenance
 from sspa_ray.report.relabel import plot_relabelling
 from sspa_ray.report.selection import selection_figures
 from sspa_ray.report.tables import Table, ablation_table, to_csv, to_latex, to_markdown, tune_table
@@ -49,11 +50,17 @@ def _first(results: pd.DataFrame, column: str) -> Any:
     return None
 
 
-def _write(table: Table, fmt: str, path: Path, label: str) -> None:
+def _write(table: Table, fmt: str, path: Path, label: str, prov: Provenance) -> None:
+    """One table file; Markdown and LaTeX carry the provenance line, CSV and parquet have provenance.json."""
     if fmt == "parquet":
         table.data.to_parquet(path, index=False)
         return
-    text = {"md": to_markdown, "csv": to_csv}[fmt](table) if fmt != "tex" else to_latex(table, label=label)
+    if fmt == "md":
+        text = f"{prov.markdown()}\n\n{to_markdown(table)}"
+    elif fmt == "tex":
+        text = to_latex(table, label=label, comment=prov.markdown())
+    else:
+        text = to_csv(table)
     path.write_text(text, encoding="utf-8")
 
 
@@ -104,41 +111,44 @@ def _render_tune(exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any
     groups = aggregate(results, metrics, prefix="best." if best else "", counted=(Status.COMPLETED, Status.STOPPED))
     title = f"{experiment.get('name') or exp_dir.name}: {target}"
     table = tune_table(groups, title=title, sort_metric=sort_metric, mode=experiment.get("mode") or "max", best=best)
-    return _write_all(table, exp_dir, formats, best, exp_dir.name)
+    return _write_all(table, exp_dir, formats, best, exp_dir.name, provenance(results, experiment))
 
 
 def _render_ablation(spec: AblationSpec, exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any],
                      target: str, formats: Iterable[str], best: bool) -> dict[str, Path]:
     """The preset's table, its plots and its claims' verdicts."""
-    table, plots, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best)
-    written = _write_all(table, exp_dir, formats, best, spec.name)
+    prov = provenance(results, experiment)
+    table, plots, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best, prov)
+    written = _write_all(table, exp_dir, formats, best, spec.name, prov)
     written.update(plots)
     return written
 
 
-def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, label: str) -> dict[str, Path]:
+def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, label: str,
+               prov: Provenance) -> dict[str, Path]:
+    """table.{md,csv,tex,parquet} (table_best.* with its own LaTeX label) and provenance.json."""
     stem = TABLE_BEST_STEM if best else TABLE_STEM
-    written: dict[str, Path] = {}
+    written: dict[str, Path] = {"provenance": prov.write(out_dir)}
     for fmt in dict.fromkeys(FORMATS[f] for f in formats):
         path = out_dir / f"{stem}.{fmt}"
-        _write(table, fmt, path, label)
+        _write(table, fmt, path, label + ("_best" if best else ""), prov)
         written[fmt] = path
     return written
 
 
 def _ablation_outputs(spec: AblationSpec, results: pd.DataFrame, target: str, experiment: dict[str, Any],
-                      out_dir: Path, best: bool) -> tuple[Table, dict[str, Path], list]:
+                      out_dir: Path, best: bool, prov: Provenance) -> tuple[Table, dict[str, Path], list]:
     """The table and plots of one preset, as `ablate --preset NAME` renders them."""
     has_recall = not best and all(c in results.columns for c in RECALL_COLUMNS)
     groups = aggregate(results, spec.metrics, prefix="best." if best else "",
                        expected=_expected(spec, target, experiment),
                        extra_columns=RECALL_COLUMNS if has_recall else ())
     table = ablation_table(spec, groups, target, best=best)
-    plots = plot_ablation(spec, groups, out_dir, target=target, best=best, has_recall=has_recall)
-    plots.update(write_claims(spec, results, target, out_dir, best=best))
+    plots = plot_ablation(spec, groups, out_dir, target=target, best=best, has_recall=has_recall, footer=prov.line())
+    plots.update(write_claims(spec, results, target, out_dir, best=best, provenance=prov))
     if not best:
-        plots.update(selection_figures(spec, results, out_dir, experiment))
-        plots.update(plot_relabelling(spec, results, out_dir))
+        plots.update(selection_figures(spec, results, out_dir, experiment, footer=prov.line()))
+        plots.update(plot_relabelling(spec, results, out_dir, footer=prov.line()))
     return table, plots, groups
 
 
@@ -162,33 +172,38 @@ def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment
         folder.mkdir(exist_ok=True)
         (folder / SPEC_FILE).write_text(suite.texts[name], encoding="utf-8")
         rows = table_rows(results, name)
-        table, plots, groups = _ablation_outputs(spec, rows, target, experiment, folder, best)
-        for fmt, path in _write_all(table, folder, formats, best, f"{spec.name}").items():
+        prov = provenance(rows, experiment)
+        table, plots, groups = _ablation_outputs(spec, rows, target, experiment, folder, best, prov)
+        for fmt, path in _write_all(table, folder, formats, best, spec.name, prov).items():
             written[f"{name}/{fmt}"] = path
         written.update({f"{name}/{plot}": path for plot, path in plots.items()})
         tables[name] = table
         groups_by_table[name] = (spec, [g for g in groups if g.row >= 0])
+    prov = provenance(results, experiment)
     if all(name in groups_by_table for name in OVERLAY):
         stem = "aux_share_best" if best else "aux_share"
         written[stem] = overlay_ratio({name: groups_by_table[name] for name in OVERLAY},
-                                      exp_dir / f"{stem}.png", suffix=suffix)
+                                      exp_dir / f"{stem}.png", suffix=suffix, footer=prov.line())
     shared = sum(len(parse_feeds(f)) > 1 for f in results.get("feeds", pd.Series(dtype=object)))
     summary = (f"{len(results)} distinct trials fill the rows of {len(tables)} tables; "
                f"{shared} of them feed more than one table (column `feeds` of results.parquet).")
-    written.update(_write_combined(tables, exp_dir, formats, best, summary))
+    written.update(_write_combined(tables, exp_dir, formats, best, summary, prov))
     return written
 
 
 def _write_combined(tables: dict[str, Table], exp_dir: Path, formats: Iterable[str], best: bool,
-                    summary: str) -> dict[str, Path]:
+                    summary: str, prov: Provenance) -> dict[str, Path]:
     stem = TABLE_BEST_STEM if best else TABLE_STEM
-    written: dict[str, Path] = {}
+    label = "_best" if best else ""
+    written: dict[str, Path] = {"provenance": prov.write(exp_dir)}
     for fmt in dict.fromkeys(FORMATS[f] for f in formats):
         path = exp_dir / f"{stem}.{fmt}"
         if fmt == "md":
-            text = f"{summary}\n\n" + "\n".join(f"<!-- {name}/ -->\n{to_markdown(t)}" for name, t in tables.items())
+            text = f"{prov.markdown()}\n\n{summary}\n\n" + "\n".join(f"<!-- {name}/ -->\n{to_markdown(t)}"
+                                                                       for name, t in tables.items())
         elif fmt == "tex":
-            text = f"% {summary}\n" + "\n".join(to_latex(t, label=name) for name, t in tables.items())
+            text = f"% {prov.markdown()}\n% {summary}\n" + "\n".join(to_latex(t, label=name + label)
+                                                                      for name, t in tables.items())
         elif fmt == "csv":
             frames = [t.data.assign(table=name) for name, t in tables.items()]
             text = pd.concat(frames, ignore_index=True).to_csv(index=False)

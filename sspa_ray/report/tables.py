@@ -17,7 +17,7 @@ import pandas as pd
 
 from sspa_ray.config import EXECUTION_KEYS
 from sspa_ray.errors import ConfigError
-from sspa_ray.outputs import METRICS, Status
+from sspa_ray.outputs import BEST_BY, METRICS, Status
 from sspa_ray.report.aggregate import STATUSES, Group, normalize
 from sspa_ray.report.importance import importance_note
 from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, holm, mean_ci, paired_p, significant, welch_p
@@ -33,6 +33,8 @@ KEY_TITLES = {
     "model.backbone": "Backbone",
 }
 METRIC_TITLES = {"accuracy": "Acc.", "macro_precision": "Macro-P", "macro_recall": "Macro-R", "macro_f1": "Macro-F1"}
+# What a best-epoch table's title says: each trial's epoch was picked on the test set (metrics.json "best").
+BEST_EPOCH_TITLE = f" (best epoch, chosen by test-set {BEST_BY})"
 CHECK = "✓"
 MISSING = "–"
 # Keys that do not change which experiment a paper number belongs to: the seed, how fast a run
@@ -184,8 +186,8 @@ def _descriptor_keys(spec: AblationSpec) -> list[str]:
 
 def _metric_notes(best: bool, blocked: bool, groups: list[Group], metrics: Sequence[str], tests: set[str],
                   n_tests: int, baseline_name: str | None) -> list[str]:
-    which = ("best-epoch metrics; that epoch was selected on the test set, so these values are optimistic"
-             if best else "final-epoch metrics")
+    which = (f"best-epoch metrics: each trial's epoch of highest {BEST_BY} on the test set, the set these "
+             "metrics are measured on, so the values are optimistic" if best else "final-epoch metrics")
     ns = {g.stats[m].n for g in groups for m in metrics if m in g.stats and g.stats[m].n}
     if ns <= {1}:
         notes = [f"One seed per configuration: {which}, in percent; no spread or significance test is possible."]
@@ -245,7 +247,7 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
             combo = {k: group.config.get(k) for k in across}
             ref = spec.reference.lookup(target, combo, group.row) if reference_metrics else None
             if ref is not None:
-                differs = _paper_differences(spec, target, group, combo)
+                differs = paper_differences(spec, target, group.row, group.config, combo)
                 if differs:
                     ref = None
                     dropped.append(differs)
@@ -276,25 +278,27 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
         notes.append(f"Paper numbers left out ({MISSING}) for {len(dropped)} row(s) that ran another configuration "
                      f"than the paper's: {shown}.")
     notes += _status_notes(groups, notes_errors)
-    table = Table(spec.title, columns, rows, block_starts, notes, pd.DataFrame.from_records(records))
+    title = spec.title + (BEST_EPOCH_TITLE if best else "")
+    table = Table(title, columns, rows, block_starts, notes, pd.DataFrame.from_records(records))
     if spec.layout == "grid":
         table.grids = [_grid(spec, block, metrics[0], best) for block in blocks]
     return table
 
 
-def _paper_differences(spec: AblationSpec, target: str, group: Group, combo: dict) -> str:
-    """'data.aux_ratio 0.2 (paper 0.1)' for each key where this row's run differs from the paper's."""
-    if not 0 <= group.row < len(spec.rows):
+def paper_differences(spec: AblationSpec, target: str, row: int, config: dict[str, Any], combo: dict) -> str:
+    """'data.aux_ratio 0.2 (paper 0.1)' for each key where this row's run (`config`) differs from
+    the paper's; the rule of both the tables' reference columns and the claims' paper numbers."""
+    if not 0 <= row < len(spec.rows):
         return ""
     try:
-        paper = spec.paper_config(target, group.row, combo)
+        paper = spec.paper_config(target, row, combo)
     except ConfigError:  # a preset row that no longer builds has no paper config to compare with
         return ""
     out = []
     for key, value in paper.items():
-        if key in NOT_COMPARED_WITH_PAPER or key not in group.config:
+        if key in NOT_COMPARED_WITH_PAPER or key not in config:
             continue
-        ours = group.config.get(key)
+        ours = config.get(key)
         if ours != normalize(key, value):
             out.append(f"{key} {format_value(key, ours) or 'off'} (paper {format_value(key, value) or 'off'})")
     return ", ".join(out)
@@ -397,7 +401,7 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
     if any(g.statuses.get(Status.STOPPED) for g in groups):
         notes.append("Stopped trials (ended early by the scheduler) count with their last reported epoch.")
     notes += _status_notes(groups, errors)
-    return Table(title, columns, rows, {0}, notes, pd.DataFrame.from_records(records))
+    return Table(title + (BEST_EPOCH_TITLE if best else ""), columns, rows, {0}, notes, pd.DataFrame.from_records(records))
 
 
 # ---- rendering ------------------------------------------------------------------------------
@@ -467,11 +471,11 @@ def _latex_tabular(table: Table) -> list[str]:
     return out
 
 
-def to_latex(table: Table, *, label: str = "") -> str:
-    out = [
-        r"% Generated by sspa-ray. Needs \usepackage{booktabs} and \usepackage{amssymb} (\checkmark).",
-        r"\begin{table}[htbp]", r"\centering", rf"\caption{{{latex_escape(table.title)}}}",
-    ]
+def to_latex(table: Table, *, label: str = "", comment: str = "") -> str:
+    """A booktabs table; `label` gives \\label{tab:LABEL}, `comment` a % line under the first (the provenance)."""
+    out = [r"% Generated by sspa-ray. Needs \usepackage{booktabs} and \usepackage{amssymb} (\checkmark)."]
+    out += [f"% {line}" for line in comment.splitlines()]
+    out += [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{latex_escape(table.title)}}}"]
     if label:
         out.append(rf"\label{{tab:{label}}}")
     out += _latex_tabular(table)
