@@ -100,6 +100,9 @@ def test_horizon_warning_names_the_momentum_that_restores_it(tmp_path):
     line = horizon_warning(make_config("synthetic", {"ssm.momentum": 0.95}))
     assert line is not None and "\n" not in line
     assert "0.74" in line and "ssm.momentum=0.71" in line  # 0.95^6; 0.1285^(1/6)
+    # It says what it knows before training (how far the thresholds move), not how many labels SSM will keep.
+    assert "the thresholds stay near 1/C, so SSM selects less strictly than in the paper" in line
+    assert "every label" not in line
     assert horizon_warning(make_config("synthetic", {"ssm.momentum": 0.95, "modules.ssm": False,
                                                      "modules.pam": False})) is None
     # A real run prints it once, before its first epoch.

@@ -229,6 +229,7 @@ def test_best_epoch_metrics_are_labelled_as_selected_on_the_test_set(tmp_path):
     assert "each trial's epoch of highest accuracy on the test set" in md and "| **51.00** |" in md
     assert pd.read_parquet(written["parquet"])["accuracy.mean_pct"].tolist() == [51.0] * 5
     assert not (out / "table.md").exists()
+    assert "claims (best epoch, chosen by test-set accuracy)" in (out / "claims_best.md").read_text().splitlines()[0]
     # table_best.tex has a label and caption of its own, so both tables fit in one document.
     best_tex = render_experiment(out, formats=("tex",), metric="best")["tex"].read_text()
     tex = render_experiment(out, formats=("tex",))["tex"].read_text()

@@ -20,7 +20,8 @@ import torch.distributed as dist
 
 # The share of the 1/C threshold start that the paper's schedule leaves: eta^T_S = 0.95^40 = 0.13.
 PAPER_HORIZON = 0.95**40
-# Above this share the thresholds barely leave 1/C and almost any label counts as clean.
+# Above this share the thresholds stay near 1/C, so the selection is looser than the paper's. How
+# much looser depends on the model's confidence, which the warning cannot know before training.
 HORIZON_LIMIT = 0.5
 
 
@@ -32,8 +33,8 @@ def horizon_warning(cfg) -> str | None:
     restoring = PAPER_HORIZON ** (1 / epochs)
     return (
         f"warning: ssm.momentum={eta:g} over train.selection_epochs={epochs} leaves {eta**epochs:.2f} of the "
-        f"thresholds' 1/C start (the paper: 0.95^40 = {PAPER_HORIZON:.2f}), so SSM keeps almost every label; "
-        f"ssm.momentum={restoring:.2f} restores the paper's horizon"
+        f"thresholds' 1/C start (the paper: 0.95^40 = {PAPER_HORIZON:.2f}): the thresholds stay near 1/C, so SSM "
+        f"selects less strictly than in the paper; ssm.momentum={restoring:.2f} restores the paper's horizon"
     )
 
 

@@ -35,7 +35,7 @@ from sspa_ray.outputs import Status, Verdict
 from sspa_ray.report.aggregate import normalize
 from sspa_ray.report.provenance import Provenance
 from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, paired_p
-from sspa_ray.report.tables import paper_differences
+from sspa_ray.report.tables import BEST_EPOCH_TITLE, paper_differences
 from sspa_ray.specs.ablation import AblationSpec
 from sspa_ray.specs.claims import Claim
 
@@ -283,8 +283,10 @@ def claim_notes(verdicts: list[ClaimResult]) -> list[str]:
     ]
 
 
-def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name, provenance: Provenance) -> str:
-    lines = [f"# {spec.title}: the paper's claims", "", provenance.markdown(), ""]
+def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name, provenance: Provenance,
+                    best: bool = False) -> str:
+    heading = f"# {spec.title}: the paper's claims" + (BEST_EPOCH_TITLE if best else "")
+    lines = [heading, "", provenance.markdown(), ""]
     if not verdicts:
         return "\n".join(lines + ["This preset lists no claims.", ""])
     head, rows = claim_rows(verdicts, row_name)
@@ -323,6 +325,6 @@ def write_claims(spec: AblationSpec, results: pd.DataFrame, target: str, exp_dir
     verdicts = check_claims(spec, results, target, prefix="best." if best else "")
     stem = CLAIMS_STEM + ("_best" if best else "")
     paths = {"claims.md": Path(exp_dir) / f"{stem}.md", "claims.csv": Path(exp_dir) / f"{stem}.csv"}
-    paths["claims.md"].write_text(render_markdown(spec, verdicts, spec.row_name, provenance), encoding="utf-8")
+    paths["claims.md"].write_text(render_markdown(spec, verdicts, spec.row_name, provenance, best), encoding="utf-8")
     paths["claims.csv"].write_text(render_csv(verdicts, spec.row_name), encoding="utf-8")
     return paths
