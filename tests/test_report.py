@@ -359,3 +359,19 @@ def test_tune_table_notes_carry_optuna_parameter_importance(tmp_path):
     md = render_experiment(out)["md"].read_text()
     note = next(line for line in md.splitlines() if "Parameter importance" in line)
     assert note.index("pam.alpha") < note.index("train.lr")
+
+
+def test_error_bars_are_the_tables_intervals_and_the_legend_says_so():
+    from sspa_ray.report.aggregate import Group, Stat
+    from sspa_ray.report.plots import error_bar_title, mean_and_bar
+
+    three = Group(row=0, config={}, stats={"accuracy": Stat((0.80, 0.82, 0.84), (0, 1, 2))})
+    two = Group(row=1, config={}, stats={"accuracy": Stat((0.70, 0.72), (0, 1))})
+    one = Group(row=2, config={}, stats={"accuracy": Stat((0.70,), (0,))})
+    mean, below, above = mean_and_bar(three, "accuracy")
+    # The cell of test_paired_test_holm_and_ci_match_scipy_on_hand_made_numbers: 82.00 [77.03, 86.97].
+    assert (round(mean - below, 2), round(mean + above, 2)) == (77.03, 86.97)
+    assert mean_and_bar(two, "accuracy")[1:] == pytest.approx((100 * stats.tstd([0.70, 0.72]),) * 2)
+    assert all(math.isnan(v) for v in mean_and_bar(one, "accuracy")[1:])  # one seed: no bar at all
+    assert error_bar_title([three, two], ["accuracy"]) == "error bars: 95% CI of the mean (n ≥ 3); ± std (n = 2)"
+    assert error_bar_title([one], ["accuracy"]) == "one seed: no error bars"

@@ -11,8 +11,9 @@ Every figure is written as PNG and as PDF (for papers), and shows every metric o
   results.parquet has ``recall.<class>`` columns, the per-class recall of each pattern;
 - ``--preset paper``: Tables 8 and 9 in one figure, SSPA-JT against direct merging.
 
-Error bars are the std over seeds and are drawn only where there are two seeds or more. Legends
-sit outside the axes, so they never cover data. Every figure's footer is the provenance line
+Error bars show what the tables' cells show: the 95% confidence interval of the mean (Student's
+t, clipped to 0-100) from three seeds on, ± the std with two, none with one; each legend's title
+says which. Legends sit outside the axes, so they never cover data. Every figure's footer is the provenance line
 (report/provenance.py): the data, the --set overrides, the seeds, the schedule, the code.
 """
 
@@ -29,6 +30,7 @@ from matplotlib.figure import Figure
 
 from sspa_ray.labels import CLASSES
 from sspa_ray.report.aggregate import Group
+from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, mean_ci
 from sspa_ray.report.tables import KEY_TITLES, METRIC_TITLES, format_value, row_title, split_blocks
 from sspa_ray.specs.ablation import AblationSpec
 
@@ -49,21 +51,53 @@ def _block_name(spec: AblationSpec, block: list[Group]) -> str:
     return ", ".join(f"{KEY_TITLES.get(k, k)} {format_value(k, block[0].config.get(k))}" for k in spec.across) or "ours"
 
 
-def _mean_std(group: Group, metric: str) -> tuple[float, float]:
-    """Mean and std in percent; the std is NaN below two values, so no zero error bar is drawn."""
-    stat = group.stats[metric] if metric in group.stats else group.extra.get(metric)
+def _stat(group: Group, metric: str):
+    return group.stats[metric] if metric in group.stats else group.extra.get(metric)
+
+
+def _mean(group: Group, metric: str) -> float:
+    """The mean in percent; NaN without a value."""
+    stat = _stat(group, metric)
+    return stat.mean * 100 if stat is not None and stat.n else np.nan
+
+
+def mean_and_bar(group: Group, metric: str) -> tuple[float, float, float]:
+    """The mean and its error bar below and above it, in percent, as the table's cell gives them:
+    the CI of the mean from CI_MIN_N seeds on, ± the std with two, NaN (no bar) with one."""
+    stat = _stat(group, metric)
     if stat is None or not stat.n:
-        return np.nan, np.nan
-    return stat.mean * 100, (stat.std * 100 if stat.std is not None else np.nan)
+        return np.nan, np.nan, np.nan
+    mean = stat.mean * 100
+    ci = mean_ci(stat.values)
+    if ci is not None:
+        return mean, mean - ci[0] * 100, ci[1] * 100 - mean
+    if stat.std is not None:
+        return mean, stat.std * 100, stat.std * 100
+    return mean, np.nan, np.nan
 
 
-def _errors(err: np.ndarray) -> np.ndarray | None:
-    return err if np.isfinite(err).any() else None
+def _bars(groups: list[Group], metric: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Means and the (2, N) error bars of matplotlib's yerr, or None where no group has one."""
+    mean, below, above = np.array([mean_and_bar(g, metric) for g in groups]).T
+    err = np.vstack([below, above])
+    return mean, (err if np.isfinite(err).any() else None)
+
+
+def error_bar_title(groups: list[Group], metrics) -> str:
+    """What the error bars are, for the legend's title: the tables' intervals, by the seeds there are."""
+    ns = {_stat(g, m).n for g in groups for m in metrics if _stat(g, m) is not None}
+    parts = []
+    if any(n >= CI_MIN_N for n in ns):
+        parts.append(f"{CONFIDENCE:.0%} CI of the mean (n ≥ {CI_MIN_N})")
+    if 2 in ns:
+        parts.append("± std (n = 2)")
+    return "error bars: " + "; ".join(parts) if parts else "one seed: no error bars"
 
 
 def _legend(ax, **kwargs) -> None:
     """The legend to the right of the axes, never over the data."""
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+    legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+    legend.get_title().set_fontsize(7)
 
 
 def save_figure(fig: Figure, path: Path, footer: str, *, formats=FORMATS, dpi: int = 120) -> Path:
@@ -100,7 +134,7 @@ def heatmap(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str,
             cols = list(dict.fromkeys(g.config[col_key] for g in block))
             grid = np.full((len(rows), len(cols)), np.nan)
             for g in block:
-                grid[rows.index(g.config[row_key]), cols.index(g.config[col_key])] = _mean_std(g, metric)[0]
+                grid[rows.index(g.config[row_key]), cols.index(g.config[col_key])] = _mean(g, metric)
             lo, hi = _colour_range(grid)
             cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=lo, vmax=hi, origin="upper", aspect="auto")
@@ -136,8 +170,8 @@ def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *
         for block in split_blocks(groups, spec.across):
             block = sorted(block, key=lambda g: g.config[key])
             x = np.array([g.config[key] * scale for g in block], dtype=float)
-            y, err = np.array([_mean_std(g, metric) for g in block]).T
-            line = ax.errorbar(x, y, yerr=_errors(err), marker="o", capsize=3, label=_block_name(spec, block))
+            y, err = _bars(block, metric)
+            line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=_block_name(spec, block))
             combo = {k: block[0].config.get(k) for k in spec.across}
             paper = [spec.reference.lookup(target, combo, g.row) for g in block]
             paper_y = np.array([np.nan if not p or p.get(metric) is None else p[metric] for p in paper])
@@ -148,7 +182,7 @@ def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *
         _x_axis(ax, key, [g.config[key] * scale for g in groups])
         ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)}{suffix} (%)")
         ax.grid(alpha=0.3)
-        _legend(ax)
+        _legend(ax, title=error_bar_title(groups, [metric]))
     axes[0].set_title(math_text(spec.title), fontsize=9)
     return save_figure(fig, path, footer)
 
@@ -167,16 +201,16 @@ def overlay_ratio(tables: dict[str, tuple[AblationSpec, list[Group]]], path: Pat
             for block in split_blocks(groups, spec.across):
                 block = sorted(block, key=lambda g: g.config["data.aux_ratio"])
                 x = np.array([g.config["data.aux_ratio"] * 100 for g in block], dtype=float)
-                y, err = np.array([_mean_std(g, metric) for g in block]).T
+                y, err = _bars(block, metric)
                 where = _block_name(spec, block)
-                line = ax.errorbar(x, y, yerr=_errors(err), marker="o", capsize=3, linestyle=styles[name],
+                line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, linestyle=styles[name],
                                    color=colours.get(where), label=f"{OVERLAY[name]}, {where}")
                 colours.setdefault(where, line.lines[0].get_color())
                 xs += list(x)
         _x_axis(ax, "data.aux_ratio", xs)
         ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)}{suffix} (%)")
         ax.grid(alpha=0.3)
-        _legend(ax)
+        _legend(ax, title=error_bar_title([g for _, gs in tables.values() for g in gs], [metric]))
     axes[0].set_title("SSPA-JT (Table 8) and direct merging (Table 9) over the aux share", fontsize=9)
     return save_figure(fig, path, footer)
 
@@ -190,14 +224,14 @@ def module_bars(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: 
     for ax, block in zip(axes, blocks):
         x = np.arange(len(block))
         for j, metric in enumerate(spec.metrics):
-            y, err = np.array([_mean_std(g, metric) for g in block]).T
-            ax.bar(x + (j - (len(spec.metrics) - 1) / 2) * width, y, width, yerr=_errors(err),
+            y, err = _bars(block, metric)
+            ax.bar(x + (j - (len(spec.metrics) - 1) / 2) * width, y, width, yerr=err,
                    label=METRIC_TITLES.get(metric, metric) + suffix, capsize=2)
         ax.set_xticks(x, [math_text(row_title(spec, g.row)) for g in block], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("%")
         ax.set_title(_block_name(spec, block), fontsize=9)
         ax.set_ylim(0.0, 100.0)  # bars start at 0: a cut axis would exaggerate the differences
-        _legend(ax)
+        _legend(ax, title=error_bar_title(block, spec.metrics))
     return save_figure(fig, path, footer)
 
 
@@ -207,7 +241,7 @@ def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path, *, foo
     fig = Figure(figsize=(7.0, 0.45 * max(len(b) for b in blocks) * len(blocks) + 1.5))
     axes = np.atleast_1d(fig.subplots(len(blocks), 1, squeeze=False)[:, 0])
     for ax, block in zip(axes, blocks):
-        grid = np.array([[_mean_std(g, column)[0] for column in RECALL_COLUMNS] for g in block])
+        grid = np.array([[_mean(g, column) for column in RECALL_COLUMNS] for g in block])
         cmap = matplotlib.colormaps["magma"].with_extremes(bad="lightgrey")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto")
         for (r, c), value in np.ndenumerate(grid):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sspa_ray.labels import CLASSES
 from sspa_ray.outputs import SELECTION_FILE, SELECTION_GALLERY, SELECTION_PLOT, Status
@@ -76,6 +77,7 @@ def selection_figure(spec: AblationSpec, trials: pd.DataFrame) -> Figure | None:
             selection_epochs = int(trials_of_row["train.selection_epochs"].iloc[0])
             ax.axvline(selection_epochs + 0.5, color="grey", linewidth=0.5)
             ax.set_xlabel("epoch (line: end of selection)", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         else:
             kept = [float(trials_of_row[f"kept.{c}"].mean()) if f"kept.{c}" in trials_of_row else np.nan for c in CLASSES]
             ax.bar(range(len(CLASSES)), kept)
