@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sspa-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test test-cuda bench install clean
+.PHONY: demo test test-cuda bench install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q
+
+# Debian's chromium, which the test of report.html opens headless (that test skips without it).
+browser:
+	command -v chromium >/dev/null || { $$(test "$$(id -u)" = 0 || echo sudo) apt-get update && \
+		$$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y chromium; }
 
 # The CUDA paths on a GPU (skipped by `make test`, which CI runs without one).
 test-cuda: $(STAMP)

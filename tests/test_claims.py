@@ -98,7 +98,7 @@ def test_claims_on_hand_made_results_and_the_files_beside_the_tables(tmp_path):
         ("one expert beats three on macro-F1", "macro_f1", Verdict.HOLDS),
     ]
     assert verdicts[1].rival == 1 and verdicts[0].comparison.pairs == 3
-    paths = write_claims(spec, frame, "synthetic", tmp_path, provenance=provenance(frame, {"target": "synthetic"}))
+    paths = write_claims(spec, verdicts, tmp_path, provenance=provenance(frame, {"target": "synthetic"}))
     md = paths["claims.md"].read_text()
     assert "| two experts beat one (§4.5) | accuracy |" in md and "**holds**" in md and "**inconclusive**" in md
     assert "paired t-test by seed, 3 pairs" in md and "2 hold, 0 contradicted, 1 inconclusive." in md
@@ -112,8 +112,7 @@ def test_claims_on_hand_made_results_and_the_files_beside_the_tables(tmp_path):
     one_seed_results = results({0: [(0.7, 0.6)], 1: [(0.6, 0.7)], 2: [(0.9, 0.5)]})
     one_seed = check_claims(spec, one_seed_results, "synthetic")
     assert [v.verdict for v in one_seed] == [Verdict.SIGN_OPPOSITE, Verdict.SIGN_AS_CLAIMED, Verdict.SIGN_AS_CLAIMED]
-    paths = write_claims(spec, one_seed_results, "synthetic", tmp_path,
-                         provenance=provenance(one_seed_results, {"target": "synthetic"}))
+    paths = write_claims(spec, one_seed, tmp_path, provenance=provenance(one_seed_results, {"target": "synthetic"}))
     md = paths["claims.md"].read_text()
     verdict_cells = [line.rsplit(" | ", 1)[1].rstrip(" |") for line in md.splitlines() if line.startswith("| ")][1:]
     assert verdict_cells == ["sign only (n=1): opposite", "sign only (n=1): as claimed", "sign only (n=1): as claimed"]

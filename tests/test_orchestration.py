@@ -453,8 +453,13 @@ def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ra
     assert table.count("✓") == sum(sum(p) for p in patterns)
     assert (pd.read_csv(tmp_path / "exp" / "table.csv")["pending"] == 0).all()  # completed trials matched
     for name in ("table.csv", "table.tex", "modules.png", "claims.md", "claims.csv", "selection.png",
-                 "selection_gallery.png"):
+                 "selection_gallery.png", "report.html", "provenance.json"):
         assert (tmp_path / "exp" / name).is_file()
+    # table.md, claims.md and report.html name the target, the overrides and the seeds.
+    named = "; --set data.synthetic_scale=0.1 --set train.epochs=2; seed 0; 2 epochs (1 of selection); sspa-ray "
+    for name in ("table.md", "claims.md", "report.html"):
+        text = (tmp_path / "exp" / name).read_text()
+        assert "Provenance: target synthetic (" in text and named in text, name
     # The paper's claims, one verdict each; one seed is a sign, untested, never a bare holds/contradicted.
     claims = pd.read_csv(tmp_path / "exp" / "claims.csv")
     assert len(claims) == sum(len(c.metrics) for c in load_ablation("modules").claims)

@@ -4,10 +4,12 @@ The fixtures are real experiment directories in the layout of ARCHITECTURE.md: r
 with every dotted config key, spec.yaml and experiment.json.
 """
 
+import html
 import json
 import math
 import re
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -37,7 +39,8 @@ def record(target, overrides, *, row, value, status="completed", error="", seed=
     return out
 
 
-def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", overrides=None, name="exp", runs=None):
+def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", overrides=None, name="exp", runs=None,
+               experiment_path=None):
     out = tmp_path / name
     out.mkdir()
     frame = pd.DataFrame.from_records(records)
@@ -47,7 +50,8 @@ def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", ove
         shutil.copy(load_ablation(preset).path, out / "spec.yaml")
     (out / "experiment.json").write_text(json.dumps(
         {"kind": kind, "name": name, "target": target, "overrides": overrides or {}, "seeds": seeds,
-         "metric": "macro_f1", "mode": "max", **({"runs": runs} if runs else {})}))
+         "metric": "macro_f1", "mode": "max", **({"runs": runs} if runs else {}),
+         **({"experiment_path": str(experiment_path)} if experiment_path else {})}))
     return out
 
 
@@ -375,3 +379,89 @@ def test_error_bars_are_the_tables_intervals_and_the_legend_says_so():
     assert all(math.isnan(v) for v in mean_and_bar(one, "accuracy")[1:])  # one seed: no bar at all
     assert error_bar_title([three, two], ["accuracy"]) == "error bars: 95% CI of the mean (n ≥ 3); ± std (n = 2)"
     assert error_bar_title([one], ["accuracy"]) == "one seed: no error bars"
+
+
+# ---- report.html ------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# What report.html of the fixture below must show: the table, the claims, two per-class tables, the trials.
+PAGE_TABLES = ["Contribution of each module (Table 5)", "The paper's claims", "Test recall per class (%), final epoch",
+               "Share of each aux class (by its given label) that SSM kept at the end of selection (%)", "Trials"]
+PAGE_IMAGES = ["modules.png", "modules_per_class_recall.png", "selection.png", "selection_gallery.png"]
+
+
+@pytest.fixture
+def modules_experiment(tmp_path, monkeypatch):
+    """A 3-seed modules experiment on a small synthetic benchmark, with trial folders that hold the
+    selection.csv the gallery draws from, as an experiment with the default --storage leaves them."""
+    from sspa_ray.data import read_listing, synthetic
+    from sspa_ray.labels import CLASSES
+
+    monkeypatch.setenv("SSPA_CACHE_DIR", str(tmp_path / "cache"))
+    sets = {"data.synthetic_scale": 0.02, "train.epochs": 4}
+    per_class = {**{f"recall.{c}": 0.3 + i / 10 for i, c in enumerate(CLASSES)},
+                 **{f"kept.{c}": 0.9 - i / 10 for i, c in enumerate(CLASSES)}}
+    history = {"history.clean_share": [1.0, 0.7, 0.6, 0.6], "history.selection_precision": [0.7, 0.8, 0.85, 0.86],
+               "history.selection_recall": [1.0, 0.8, 0.7, 0.7], "aux_base_rate": 0.707}
+    records = []
+    for t in load_ablation("modules").trials("synthetic", sets, 3):
+        seed = t.overrides["train.seed"]
+        records.append(record("synthetic", t.overrides, row=t.row, seed=seed, value=0.6 + t.row / 100 + (t.row + 1) * seed / 300,
+                              extra={**SIZES, **per_class, **history, "trial_dir": f"modules-row{t.row}-s{seed}"}))
+    storage = tmp_path / "exp" / "ray" / "exp"
+    out = experiment(tmp_path, "modules", "synthetic", records, seeds=3, overrides=sets, runs=RUNS, experiment_path=storage)
+    root = synthetic.ensure(0, 0.02, progress=False)
+    listing = read_listing("affectnet", "train", root)
+    lines = ["path,source,label,clean"] + [f"{path},aux,{CLASSES[label]},{i % 2}"
+                                           for i, (path, label) in enumerate(zip(listing.paths, listing.labels))]
+    for r in records:
+        (storage / r["trial_dir"]).mkdir(parents=True)
+        (storage / r["trial_dir"] / "selection.csv").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def test_report_html_is_one_self_contained_page_and_the_report_command_rewrites_it(modules_experiment):
+    from sspa_ray.cli.main import cli
+
+    out = modules_experiment
+    page = render_experiment(out)["html"].read_text()
+    images = re.findall(r'<img src="([^"]*)" alt="([^"]*)"', page)
+    assert [alt for _, alt in images] == PAGE_IMAGES
+    assert all(src.startswith("data:image/png;base64,") for src, _ in images)
+    assert [html.unescape(c) for c in re.findall(r"<caption>(.*?)</caption>", page)] == PAGE_TABLES
+    assert not re.search(r'(src|href)="(https?:|//)', page) and "<link" not in page and "<script" not in page
+    assert "Provenance: target synthetic (1000 train, 600 test images)" in page and "seeds 0, 1, 2" in page
+    assert "<strong>holds</strong>" in page or "<strong>inconclusive</strong>" in page
+    links = re.findall(r'<a href="(ray/exp/[^"]+)/">', page)
+    assert len(links) == 27 and all((out / link).is_dir() for link in links)
+    (out / "report.html").unlink()
+    result = CliRunner().invoke(cli, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").read_text().count("<img ") == len(PAGE_IMAGES)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_html_opens_in_headless_chromium_with_every_image_loaded(modules_experiment, tmp_path):
+    # A page beside report.html loads it in a frame and writes what it finds into its own DOM, which
+    # chromium --dump-dom prints once the frame and its images have loaded.
+    render_experiment(modules_experiment)
+    probe = modules_experiment / "probe.html"
+    probe.write_text("""<!doctype html><html><body><pre id="result">not loaded</pre>
+<iframe id="page" src="report.html" style="width:1200px;height:900px"></iframe>
+<script>
+document.getElementById("page").addEventListener("load", () => {
+  const doc = document.getElementById("page").contentDocument;
+  const images = [...doc.images].map(i => ({alt: i.alt, width: i.naturalWidth, complete: i.complete}));
+  const tables = [...doc.querySelectorAll("table")].map(t => t.caption ? t.caption.textContent : "");
+  document.getElementById("result").textContent = JSON.stringify({images, tables, title: doc.title});
+});
+</script></body></html>""")
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'chromium'}",
+                           "--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    found = re.search(r'<pre id="result">(.*?)</pre>', done.stdout, flags=re.S)
+    assert found, done.stderr[-2000:]
+    seen = json.loads(html.unescape(found[1]))
+    assert [i["alt"] for i in seen["images"]] == PAGE_IMAGES
+    assert all(i["complete"] and i["width"] > 0 for i in seen["images"]), seen["images"]
+    assert seen["tables"] == PAGE_TABLES and seen["title"] == "Contribution of each module (Table 5)"

@@ -240,8 +240,24 @@ def _combo_text(combo: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in combo.items())
 
 
-def claim_rows(verdicts: list[ClaimResult], row_name) -> tuple[list[str], list[list[str]]]:
-    """The header and the cells of the claims table, shared by claims.md and report.html."""
+@dataclass
+class ClaimsView:
+    """The claims table as claims.md and report.html show it: cells, which verdicts were tested, notes."""
+
+    head: list[str]
+    rows: list[list[str]]
+    tested: list[bool]
+    summary: str
+    notes: list[str]
+
+
+def claims_view(verdicts: list[ClaimResult], row_name) -> ClaimsView:
+    head, rows = _claim_rows(verdicts, row_name)
+    return ClaimsView(head, rows, [v.verdict.is_tested for v in verdicts], verdict_summary(verdicts),
+                      claim_notes(verdicts))
+
+
+def _claim_rows(verdicts: list[ClaimResult], row_name) -> tuple[list[str], list[list[str]]]:
     with_combo = any(v.combo for v in verdicts)
     head = ["claim", "metric"] + (["combination"] if with_combo else []) + ["paper", "ours", "test", "p", "verdict"]
     rows = []
@@ -289,13 +305,13 @@ def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name, p
     lines = [heading, "", provenance.markdown(), ""]
     if not verdicts:
         return "\n".join(lines + ["This preset lists no claims.", ""])
-    head, rows = claim_rows(verdicts, row_name)
+    view = claims_view(verdicts, row_name)
+    head = view.head
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * (len(head) - 4) + [":--", ":--", "--:", ":-:"]) + "|"]
-    for v, cells in zip(verdicts, rows):
-        if v.verdict.is_tested:
-            cells[-1] = f"**{cells[-1]}**"
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", verdict_summary(verdicts)] + [f"- {note}" for note in claim_notes(verdicts)] + [""]
+    for tested, cells in zip(view.tested, view.rows):
+        verdict = f"**{cells[-1]}**" if tested else cells[-1]
+        lines.append("| " + " | ".join([*cells[:-1], verdict]) + " |")
+    lines += ["", view.summary] + [f"- {note}" for note in view.notes] + [""]
     return "\n".join(lines)
 
 
@@ -318,11 +334,10 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
-def write_claims(spec: AblationSpec, results: pd.DataFrame, target: str, exp_dir: Path, *,
+def write_claims(spec: AblationSpec, verdicts: list[ClaimResult], exp_dir: Path, *,
                  provenance: Provenance, best: bool = False) -> dict[str, Path]:
-    """Write claims.md and claims.csv (claims_best.* for best-epoch metrics) into `exp_dir`; the
-    CSV's provenance is the provenance.json beside it."""
-    verdicts = check_claims(spec, results, target, prefix="best." if best else "")
+    """Write claims.md and claims.csv (claims_best.* for best-epoch metrics: check_claims with
+    prefix "best.") into `exp_dir`; the CSV's provenance is the provenance.json beside it."""
     stem = CLAIMS_STEM + ("_best" if best else "")
     paths = {"claims.md": Path(exp_dir) / f"{stem}.md", "claims.csv": Path(exp_dir) / f"{stem}.csv"}
     paths["claims.md"].write_text(render_markdown(spec, verdicts, spec.row_name, provenance, best), encoding="utf-8")

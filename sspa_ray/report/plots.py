@@ -31,10 +31,9 @@ from matplotlib.figure import Figure
 from sspa_ray.labels import CLASSES
 from sspa_ray.report.aggregate import Group
 from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, mean_ci
-from sspa_ray.report.tables import KEY_TITLES, METRIC_TITLES, format_value, row_title, split_blocks
+from sspa_ray.report.tables import KEY_TITLES, METRIC_TITLES, RECALL_COLUMNS, format_value, row_title, split_blocks
 from sspa_ray.specs.ablation import AblationSpec
 
-RECALL_COLUMNS = tuple(f"recall.{name}" for name in CLASSES)
 FORMATS = ("png", "pdf")
 # The narrowest colour range of a heat map, in percentage points.
 MIN_COLOUR_SPAN = 10.0

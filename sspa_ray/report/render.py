@@ -9,16 +9,18 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from sspa_ray.config import make_config
+from sspa_ray.config import KEYS, make_config
 from sspa_ray.errors import RunDirError
-from sspa_ray.outputs import METRICS, PLAN_FILE, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Kind, Status
-from sspa_ray.report.aggregate import aggregate, read_results
-from sspa_ray.report.claims import write_claims
-from sspa_ray.report.plots import OVERLAY, RECALL_COLUMNS, overlay_ratio, plot_ablation
+from sspa_ray.outputs import METRICS, PLAN_FILE, REPORT_STEM, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Kind, Status
+from sspa_ray.report.aggregate import NOT_A_CONFIGURATION, aggregate, normalize, read_results
+from sspa_ray.report.claims import check_claims, claims_view, write_claims
+from sspa_ray.report.html import Part, write_report
+from sspa_ray.report.plots import OVERLAY, overlay_ratio, plot_ablation
 from sspa_ray.report.provenance import Provenance, provenance
 from sspa_ray.report.relabel import plot_relabelling
 from sspa_ray.report.selection import selection_figures
-from sspa_ray.report.tables import Table, ablation_table, to_csv, to_latex, to_markdown, tune_table
+from sspa_ray.report.tables import (KEPT_COLUMNS, RECALL_COLUMNS, Table, ablation_table, format_value, per_class_table,
+                                    to_csv, to_latex, to_markdown, tune_table)
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
 from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
 
@@ -66,12 +68,14 @@ def _write(table: Table, fmt: str, path: Path, label: str, prov: Provenance) -> 
 
 def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv", "tex"),
                       metric: str = "final") -> dict[str, Path]:
-    """Write table.{md,csv,tex} (table_best.* for metric="best") and the plots into `exp_dir`.
+    """Write table.{md,csv,tex}, the claims, the plots and report.html into `exp_dir` (table_best.*,
+    claims_best.* and report_best.html for metric="best").
 
     A ``--preset paper`` experiment also gets one folder per table (table_5/table.md, ...).
 
     Reads exp_dir/results.parquet, exp_dir/spec.yaml (ablations) and exp_dir/experiment.json.
-    Returns the written files: keys "md", "csv", "tex", "parquet" and one per plot.
+    Returns the written files: keys "md", "csv", "tex", "parquet", "html", "provenance" and one per
+    plot and claims file.
     """
     exp_dir = Path(exp_dir)
     if metric not in ("final", "best"):
@@ -111,17 +115,42 @@ def _render_tune(exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any
     groups = aggregate(results, metrics, prefix="best." if best else "", counted=(Status.COMPLETED, Status.STOPPED))
     title = f"{experiment.get('name') or exp_dir.name}: {target}"
     table = tune_table(groups, title=title, sort_metric=sort_metric, mode=experiment.get("mode") or "max", best=best)
-    return _write_all(table, exp_dir, formats, best, exp_dir.name, provenance(results, experiment))
+    prov = provenance(results, experiment)
+    written = _write_all(table, exp_dir, formats, best, exp_dir.name, prov)
+    varied = [k for k in KEYS if k in results and k not in NOT_A_CONFIGURATION and results[k].astype(str).nunique() > 1]
+
+    def describe(record: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={format_value(k, normalize(k, record.get(k)))}" for k in varied) or "the configuration"
+
+    written["html"] = _write_html(exp_dir, title, prov, [Part(exp_dir.name, table)], results, experiment, describe, best)
+    return written
 
 
 def _render_ablation(spec: AblationSpec, exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any],
                      target: str, formats: Iterable[str], best: bool) -> dict[str, Path]:
     """The preset's table, its plots and its claims' verdicts."""
     prov = provenance(results, experiment)
-    table, plots, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best, prov)
-    written = _write_all(table, exp_dir, formats, best, spec.name, prov)
-    written.update(plots)
+    part, written, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best, prov)
+    written.update(_write_all(part.table, exp_dir, formats, best, spec.name, prov))
+    written["html"] = _write_html(exp_dir, spec.title, prov, [part], results, experiment,
+                                  lambda record: _row_text(spec, target, record), best)
     return written
+
+
+def _row_text(spec: AblationSpec, target: str, record: dict[str, Any]) -> str:
+    """A trial's row of the preset, with its `across` values: "SSM + D_T fixed, Backbone arm"."""
+    row = int(record.get("row", -1))
+    name = spec.row_name(row) if 0 <= row < len(spec.rows) else f"row {row}"
+    across = [f"{k}={format_value(k, normalize(k, record.get(k)))}" for k in spec.active_across(target)]
+    return ", ".join([name, *across])
+
+
+def _write_html(exp_dir: Path, title: str, prov: Provenance, parts: list[Part], results: pd.DataFrame,
+                experiment: dict[str, Any], describe, best: bool, figures: dict[str, Path] | None = None) -> Path:
+    """report.html (report_best.html for best-epoch metrics): the page that holds every output."""
+    stem = REPORT_STEM + ("_best" if best else "")
+    return write_report(exp_dir / f"{stem}.html", title=title + (" (best epoch)" if best else ""), provenance=prov,
+                        parts=parts, results=results, experiment=experiment, describe=describe, figures=figures or {})
 
 
 def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, label: str,
@@ -137,19 +166,27 @@ def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, 
 
 
 def _ablation_outputs(spec: AblationSpec, results: pd.DataFrame, target: str, experiment: dict[str, Any],
-                      out_dir: Path, best: bool, prov: Provenance) -> tuple[Table, dict[str, Path], list]:
-    """The table and plots of one preset, as `ablate --preset NAME` renders them."""
+                      out_dir: Path, best: bool, prov: Provenance) -> tuple[Part, dict[str, Path], list]:
+    """The table, claims and plots of one preset, as `ablate --preset NAME` renders them: its part
+    of report.html, the files written (plots, claims) and the groups."""
     has_recall = not best and all(c in results.columns for c in RECALL_COLUMNS)
-    groups = aggregate(results, spec.metrics, prefix="best." if best else "",
-                       expected=_expected(spec, target, experiment),
-                       extra_columns=RECALL_COLUMNS if has_recall else ())
+    extra = [c for c in (*RECALL_COLUMNS, *KEPT_COLUMNS) if c in results.columns] if not best else []
+    prefix = "best." if best else ""
+    groups = aggregate(results, spec.metrics, prefix=prefix, expected=_expected(spec, target, experiment),
+                       extra_columns=extra)
     table = ablation_table(spec, groups, target, best=best)
-    plots = plot_ablation(spec, groups, out_dir, target=target, best=best, has_recall=has_recall, footer=prov.line())
-    plots.update(write_claims(spec, results, target, out_dir, best=best, provenance=prov))
+    figures = plot_ablation(spec, groups, out_dir, target=target, best=best, has_recall=has_recall, footer=prov.line())
     if not best:
-        plots.update(selection_figures(spec, results, out_dir, experiment, footer=prov.line()))
-        plots.update(plot_relabelling(spec, results, out_dir, footer=prov.line()))
-    return table, plots, groups
+        figures.update(selection_figures(spec, results, out_dir, experiment, footer=prov.line()))
+        figures.update(plot_relabelling(spec, results, out_dir, footer=prov.line()))
+    verdicts = check_claims(spec, results, target, prefix=prefix)
+    written = {**figures, **write_claims(spec, verdicts, out_dir, best=best, provenance=prov)}
+    rows = [g for g in groups if g.row >= 0]
+    per_class = [per_class_table(spec, rows, RECALL_COLUMNS, "Test recall per class (%), final epoch"),
+                 per_class_table(spec, rows, KEPT_COLUMNS, "Share of each aux class (by its given label) that "
+                                                           "SSM kept at the end of selection (%)")]
+    part = Part(spec.name, table, claims_view(verdicts, spec.row_name), figures, [t for t in per_class if t])
+    return part, written, groups
 
 
 def table_rows(results: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -165,6 +202,7 @@ def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment
     renders it, and at the top every table in one file plus the figures that span tables."""
     written: dict[str, Path] = {}
     tables: dict[str, Table] = {}
+    parts: list[Part] = []
     groups_by_table = {}
     suffix = " (best epoch)" if best else ""
     for name, spec in suite.tables.items():
@@ -173,21 +211,32 @@ def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment
         (folder / SPEC_FILE).write_text(suite.texts[name], encoding="utf-8")
         rows = table_rows(results, name)
         prov = provenance(rows, experiment)
-        table, plots, groups = _ablation_outputs(spec, rows, target, experiment, folder, best, prov)
-        for fmt, path in _write_all(table, folder, formats, best, spec.name, prov).items():
+        part, files, groups = _ablation_outputs(spec, rows, target, experiment, folder, best, prov)
+        for fmt, path in _write_all(part.table, folder, formats, best, spec.name, prov).items():
             written[f"{name}/{fmt}"] = path
-        written.update({f"{name}/{plot}": path for plot, path in plots.items()})
-        tables[name] = table
+        written.update({f"{name}/{plot}": path for plot, path in files.items()})
+        tables[name] = part.table
+        part.anchor = name
+        parts.append(part)
         groups_by_table[name] = (spec, [g for g in groups if g.row >= 0])
     prov = provenance(results, experiment)
+    across: dict[str, Path] = {}
     if all(name in groups_by_table for name in OVERLAY):
         stem = "aux_share_best" if best else "aux_share"
-        written[stem] = overlay_ratio({name: groups_by_table[name] for name in OVERLAY},
-                                      exp_dir / f"{stem}.png", suffix=suffix, footer=prov.line())
+        across[stem] = overlay_ratio({name: groups_by_table[name] for name in OVERLAY},
+                                     exp_dir / f"{stem}.png", suffix=suffix, footer=prov.line())
+    written.update(across)
     shared = sum(len(parse_feeds(f)) > 1 for f in results.get("feeds", pd.Series(dtype=object)))
     summary = (f"{len(results)} distinct trials fill the rows of {len(tables)} tables; "
                f"{shared} of them feed more than one table (column `feeds` of results.parquet).")
     written.update(_write_combined(tables, exp_dir, formats, best, summary, prov))
+
+    def describe(record: dict[str, Any]) -> str:
+        return "; ".join(f"{name}: {suite.tables[name].row_name(row)}" for name, row in parse_feeds(record.get("feeds"))
+                         if name in suite.tables) or "no table"
+
+    title = f"{experiment.get('name') or exp_dir.name}: the paper's tables on {target}"
+    written["html"] = _write_html(exp_dir, title, prov, parts, results, experiment, describe, best, across)
     return written
 
 

@@ -1,4 +1,4 @@
-"""Tables laid out like the paper's, rendered as Markdown, CSV and LaTeX (booktabs).
+"""Tables laid out like the paper's, rendered as Markdown, CSV, LaTeX (booktabs) and HTML (report.html).
 
 A :class:`Table` is built once from the aggregated groups and then rendered; every renderer
 shows the same cells and the same marks. Values are percent with two decimals. In each block
@@ -9,6 +9,7 @@ the mark, and "second" is the next distinct value below the best.
 
 from __future__ import annotations
 
+import html
 import io
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -17,6 +18,7 @@ import pandas as pd
 
 from sspa_ray.config import EXECUTION_KEYS
 from sspa_ray.errors import ConfigError
+from sspa_ray.labels import CLASSES
 from sspa_ray.outputs import BEST_BY, METRICS, Status
 from sspa_ray.report.aggregate import STATUSES, Group, normalize
 from sspa_ray.report.importance import importance_note
@@ -32,6 +34,9 @@ KEY_TITLES = {
     "data.aux": "Aux set",
     "model.backbone": "Backbone",
 }
+# results.parquet's per-class columns of a completed trial: test recall, and the aux share SSM kept.
+RECALL_COLUMNS = tuple(f"recall.{name}" for name in CLASSES)
+KEPT_COLUMNS = tuple(f"kept.{name}" for name in CLASSES)
 METRIC_TITLES = {"accuracy": "Acc.", "macro_precision": "Macro-P", "macro_recall": "Macro-R", "macro_f1": "Macro-F1"}
 # What a best-epoch table's title says: each trial's epoch was picked on the test set (metrics.json "best").
 BEST_EPOCH_TITLE = f" (best epoch, chosen by test-set {BEST_BY})"
@@ -404,6 +409,27 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
     return Table(title + (BEST_EPOCH_TITLE if best else ""), columns, rows, {0}, notes, pd.DataFrame.from_records(records))
 
 
+def per_class_table(spec: AblationSpec, groups: list[Group], columns: Sequence[str], title: str) -> Table | None:
+    """One row per configuration and one column per class: the mean over seeds of `columns`
+    (RECALL_COLUMNS or KEPT_COLUMNS, the groups' extra stats), in percent; None when no row has any."""
+    groups = [g for g in groups if any(g.extra.get(c) and g.extra[c].n for c in columns)]
+    if not groups:
+        return None
+    blocks = split_blocks(groups, spec.across)
+    head = [Column(KEY_TITLES.get(k, k), merge_repeats=True) for k in spec.across]
+    head += [Column("Row"), Column("n", "r")] + [Column(c.split(".", 1)[1], "r") for c in columns]
+    rows, block_starts = [], set()
+    for block in blocks:
+        block_starts.add(len(rows))
+        for g in block:
+            stats = [g.extra.get(c) for c in columns]
+            cells = [Cell(MISSING if not s or not s.n else f"{100 * s.mean:.1f}") for s in stats]
+            n = max(s.n for s in stats if s)
+            rows.append([Cell(format_value(k, g.config.get(k))) for k in spec.across]
+                        + [Cell(row_title(spec, g.row)), Cell(str(n))] + cells)
+    return Table(title, head, rows, block_starts, [f"Mean over seeds, in percent; {MISSING} = no value."], pd.DataFrame())
+
+
 # ---- rendering ------------------------------------------------------------------------------
 
 def _visible(table: Table, i: int, j: int) -> str:
@@ -487,6 +513,27 @@ def to_latex(table: Table, *, label: str = "", comment: str = "") -> str:
         out += _latex_tabular(grid)
         out.append(r"\end{table}")
     return "\n".join(out) + "\n"
+
+
+def to_html(table: Table) -> str:
+    """A <table> with its caption and its notes, the marks as <strong>, <u> and <sup>*</sup>."""
+    def styled(cell: Cell, text: str) -> str:
+        return _styled(cell, html.escape(text), best="<strong>{}</strong>", second="<u>{}</u>", star="<sup>*</sup>")
+
+    out = [f"<table><caption>{html.escape(table.title)}</caption>", "<thead><tr>"]
+    out += [f'<th class="{c.align}">{html.escape(c.title)}</th>' for c in table.columns]
+    out.append("</tr></thead><tbody>")
+    for i, row in enumerate(table.rows):
+        out.append('<tr class="block">' if i in table.block_starts and i else "<tr>")
+        out += [f'<td class="{c.align}">{styled(cell, _visible(table, i, j))}</td>'
+                for j, (c, cell) in enumerate(zip(table.columns, row))]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    if table.notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in table.notes) + "</ul>")
+    for grid in table.grids:
+        out.append(to_html(grid))
+    return "\n".join(out)
 
 
 def to_csv(table: Table) -> str:
