@@ -117,8 +117,9 @@ def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_
         assert rows == len(suite.tables[table].trials("synthetic", TINY))
     for plot in ("table_3/relabel.png", "table_5/modules.pdf", "table_7/beta_heatmap.pdf", "table_8/aux_ratio.pdf", "aux_share.pdf", "aux_share.png"):
         assert (out / plot).is_file(), plot
-    combined = (out / "table.md").read_text()
-    assert combined.startswith("40 distinct trials fill the rows of 6 tables")
+    combined = (out / "table.md").read_text().split("\n\n")
+    assert combined[0].startswith("Provenance: target synthetic (") and "--set data.synthetic_scale=0.1" in combined[0]
+    assert combined[1].startswith("40 distinct trials fill the rows of 6 tables")
     assert json.loads((out / "experiment.json").read_text())["suite"] == "paper"
 
     # --resume continues the same suite: nothing is run again.

@@ -465,3 +465,25 @@ document.getElementById("page").addEventListener("load", () => {
     assert [i["alt"] for i in seen["images"]] == PAGE_IMAGES
     assert all(i["complete"] and i["width"] > 0 for i in seen["images"]), seen["images"]
     assert seen["tables"] == PAGE_TABLES and seen["title"] == "Contribution of each module (Table 5)"
+
+
+def test_paper_suite_renders_one_report_page_with_a_part_per_table(tmp_path):
+    from sspa_ray.specs.suite import feeds_text, paper_suite
+
+    suite = paper_suite("synthetic")
+    records = [{**record("synthetic", t.overrides, row=-1, value=0.7 + len(t.feeds) / 100, extra=SIZES),
+                "feeds": feeds_text(t.feeds), "trial_dir": f"trial-{i}"} for i, t in enumerate(suite.trials("synthetic"))]
+    out = experiment(tmp_path, None, "synthetic", records, runs=RUNS)
+    (out / "spec.yaml").write_text(suite.text())
+    written = render_experiment(out)
+    page = written["html"].read_text()
+    assert re.findall(r'<section id="(table_\d)">', page) == list(suite.tables)
+    pngs = {path.name for path in written.values() if path.suffix == ".png"}
+    assert "aux_share.png" in pngs and len(pngs) >= 7  # each table's plot, and the figure across Tables 8 and 9
+    assert page.count("<img ") == sum(path.suffix == ".png" for path in written.values())
+    assert (out / "table.md").read_text().startswith("Provenance: target synthetic (1000 train, 600 test images)")
+    for table in suite.tables:
+        assert (out / table / "table.md").read_text().startswith("Provenance: ")
+        assert (out / table / "provenance.json").is_file() and (out / table / "claims.md").is_file()
+    # Each trial links to its folder and names the table rows it fills.
+    assert "table_3: " in page and page.count("<tr><td>trial-") == len(records)
