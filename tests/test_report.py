@@ -479,7 +479,7 @@ def test_paper_suite_renders_one_report_page_with_a_part_per_table(tmp_path):
     page = written["html"].read_text()
     assert re.findall(r'<section id="(table_\d)">', page) == list(suite.tables)
     pngs = {path.name for path in written.values() if path.suffix == ".png"}
-    assert "aux_share.png" in pngs and len(pngs) >= 7  # each table's plot, and the figure across Tables 8 and 9
+    assert "aux_share.png" in pngs and len(pngs) == 6  # Tables 5-9 have a plot each, and one spans Tables 8 and 9
     assert page.count("<img ") == sum(path.suffix == ".png" for path in written.values())
     assert (out / "table.md").read_text().startswith("Provenance: target synthetic (1000 train, 600 test images)")
     for table in suite.tables:
