@@ -1,4 +1,4 @@
-"""``sspa-ray report``: re-render an experiment's tables and plots without re-running it."""
+"""``sspa-ray report``: re-render an experiment's tables, claims, plots and report.html without re-running it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 @click.option("--metric", type=click.Choice(["final", "best"]), default="final", show_default=True,
               help="Final-epoch metrics, or best-epoch ones (that epoch is selected on the test set).")
 def report(experiment_dir: Path, fmt: str, metric: str) -> None:
-    """Re-render the tables and plots of EXPERIMENT_DIR from its results.parquet.
+    """Re-render the tables, claims, plots and report.html of EXPERIMENT_DIR from its results.parquet.
 
     Works on a finished, partial or still-running tune or ablate experiment: trials that have
     not reported are shown as pending, failed ones as errored or diverged.

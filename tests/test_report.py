@@ -487,3 +487,10 @@ def test_paper_suite_renders_one_report_page_with_a_part_per_table(tmp_path):
         assert (out / table / "provenance.json").is_file() and (out / table / "claims.md").is_file()
     # Each trial links to its folder and names the table rows it fills.
     assert "table_3: " in page and page.count("<tr><td>trial-") == len(records)
+
+
+def test_an_experiment_without_experiment_json_does_not_claim_it_had_no_overrides(tmp_path):
+    out = experiment(tmp_path, "experts", "synthetic", all_trials("experts", "synthetic", lambda r, s: 0.5))
+    (out / "experiment.json").unlink()
+    first = render_experiment(out)["md"].read_text().splitlines()[0]
+    assert "; --set not recorded; " in first and "no --set" not in first

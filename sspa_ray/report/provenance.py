@@ -55,7 +55,7 @@ def provenance(results: pd.DataFrame, experiment: Mapping[str, Any]) -> Provenan
     target = experiment.get("target") or _only(results, "data.target") or "synthetic"
     return Provenance(
         data=f"{_target_text(target, done)}; {_aux_text(results, done)}",
-        overrides=" ".join(f"--set {k}={_value(v)}" for k, v in (experiment.get("overrides") or {}).items()) or "no --set",
+        overrides=_overrides_text(experiment),
         seeds=_seeds_text(results, experiment),
         schedule=_schedule_text(results),
         **_code_and_date(experiment.get("runs") or []),
@@ -100,6 +100,12 @@ def _aux_text(results: pd.DataFrame, done: pd.DataFrame) -> str:
     share = f"data.aux_ratio {ratios[0]}" if len(ratios) == 1 else f"data.aux_ratio {', '.join(ratios)} by row"
     images = _count(done[done.index.isin(with_aux.index)], AUX_SIZE)
     return f"aux {', '.join(map(str, names))} ({images + ' train images, ' if images else ''}{share})"
+
+
+def _overrides_text(experiment: Mapping[str, Any]) -> str:
+    if "overrides" not in experiment:  # no experiment.json: nothing says what was set
+        return "--set not recorded"
+    return " ".join(f"--set {k}={_value(v)}" for k, v in experiment["overrides"].items()) or "no --set"
 
 
 def _value(value: Any) -> str:
