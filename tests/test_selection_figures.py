@@ -69,3 +69,13 @@ def test_gallery_shows_kept_and_rejected_aux_faces_with_true_labels_and_names_it
     assert "trial modules-ssm+fix-s0" in fig._suptitle.get_text()
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 8 and all(t.startswith("given: ") and "\ntrue: " in t for t in titles)
+
+
+def test_relabelling_plot_carries_the_provenance_footer(tmp_path):
+    from sspa_ray.report.relabel import plot_relabelling
+
+    records = [{"row": 3, "status": "completed", "train.seed": seed, "method.name": "scn", "aux_base_rate": 0.7,
+                "history.relabelled_share": [0.0, 0.1, 0.2], "history.relabel_precision": [None if seed else 0.5, 0.6, 0.7],
+                "history.low_importance_noise": [0.4, 0.45, 0.5]} for seed in (0, 1)]
+    written = plot_relabelling(load_ablation("strategies"), pd.DataFrame(records), tmp_path, footer=FOOTER)
+    assert Image.open(written["relabel"]).size[1] > 200
