@@ -142,7 +142,7 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
                              dashboard_port=DASHBOARD_PORT if dashboard_port is None else dashboard_port,
                              ).check(starts_ray=not (dry_run or submit))
     plan = make_plan(target=target, sets=overrides, seeds=seeds, out=out, name=name, storage=storage,
-                     resources=resources)
+                     resources=resources, dry_run=dry_run)
     if throughput is not None and (throughput <= 0 or not dry_run):
         raise UserError(f"--throughput {throughput:g} is invalid: give images per second > 0, with --dry-run")
     plan.loggers = chosen_loggers

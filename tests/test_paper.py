@@ -7,6 +7,8 @@ run the console script in a subprocess, to show that Ray is never imported.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -38,11 +40,15 @@ def test_paper_suite_shares_trials_across_tables():
     assert list(paper_suite("caers").tables) == ["table_4"]
 
 
-def _dry_run(args: list[str]) -> subprocess.CompletedProcess:
+def _dry_run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     code = ("import sys; from sspa_ray.cli.main import cli\n"
             "try:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
             "    assert 'ray' not in sys.modules, 'Ray was imported'\n    raise\n")
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def _without_data_root() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "SSPA_DATA_ROOT"}
 
 
 def test_dry_run_of_the_paper_on_rafdb_lists_tables_shared_trials_and_an_estimate(tmp_path):
@@ -60,13 +66,58 @@ def test_dry_run_of_the_paper_on_rafdb_lists_tables_shared_trials_and_an_estimat
     assert not out.exists()  # nothing written, no Ray
 
 
-def test_dry_run_measures_the_engine_when_no_throughput_is_given(tmp_path):
+def test_dry_run_of_the_paper_needs_no_data_and_plans_from_the_official_sizes():
+    result = _dry_run(["ablate", "--preset", "paper", "--target", "rafdb", "--dry-run", "--throughput", "2000"],
+                      env=_without_data_root())
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "59 distinct trials" in text
+    assert "from the official split sizes, as no --data-root is given: rafdb 12,271 train, affectnet 283,901 train" in text
+    assert "of device time for 59 trials (throughput given with --throughput" in text
+
+
+def test_dry_run_makes_no_estimate_that_a_cpu_would_mislead(tmp_path):
+    env = {**_without_data_root(), "SSPA_CACHE_DIR": str(tmp_path / "cache")}
+    gpu_run = _dry_run(["ablate", "--preset", "paper", "--target", "caers", "--dry-run", "--gpus-per-trial", "1"], env=env)
+    assert gpu_run.returncode == 0, gpu_run.stderr
+    assert "caers 44,996 train" in gpu_run.stdout
+    assert "estimate: none; the trials ask for GPUs and this machine has none: give --throughput" in gpu_run.stdout
+    large = _dry_run(["ablate", "--preset", "modules", "--target", "rafdb", "--dry-run"], env=env)
+    assert large.returncode == 0, large.stderr
+    assert "estimate: none; resnet18 at 224 px is not timed on a CPU" in large.stdout
+    assert not (tmp_path / "cache" / "throughput.json").exists()
+
+
+def test_a_gpu_runs_dry_run_on_a_cpu_quotes_the_measured_gpu_figures(monkeypatch):
+    from sspa_ray.config import make_config
+    from sspa_ray.engine import throughput
+
+    cfg = make_config("rafdb", {"train.device": "cpu", "train.precision": "bf16"})
+    monkeypatch.setitem(throughput.GPU_FIGURES, throughput.SpeedKey("NVIDIA H100 80GB HBM3", "resnet18", 224, 128, "bf16"), 15000.0)
+    monkeypatch.setitem(throughput.GPU_FIGURES, throughput.SpeedKey("NVIDIA H100 80GB HBM3", "arm", 224, 128, "bf16"), 9000.0)
+    found = throughput.estimate(cfg, gpu_run=True)
+    assert isinstance(found, throughput.NoEstimate)
+    assert found.reason.endswith("(measured for resnet18 at 224 px: NVIDIA H100 80GB HBM3 15000 img/s)")
+
+
+def test_dry_run_measures_the_engine_once_and_then_reads_the_cache(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(f"search: random\nnum_samples: 3\nspace:\n  pam.beta: {{uniform: [0.5, 3]}}\nfixed:\n{TINY_YAML}")
-    result = _dry_run(["tune", str(space), "--seeds", "2", "--num-samples", "5", "--dry-run"])
+    env = {**os.environ, "SSPA_CACHE_DIR": str(tmp_path / "cache")}
+    result = _dry_run(["tune", str(space), "--seeds", "2", "--num-samples", "5", "--dry-run"], env=env)
     assert result.returncode == 0, result.stderr
     assert "10 trials (random search, 2 seeds each)" in result.stdout
-    assert "measured: a timed burst of the engine, SSPA-JT with small at 32 px" in result.stdout
+    measured = re.search(r"throughput (\d+) img/s for small at 32 px \(measured: a burst of the engine, SSPA-JT "
+                         r"with small at 32 px on cpu, the median of 5 PA epochs .* after 2 warm-up epochs; they "
+                         r"ranged [\d,]+-[\d,]+ img/s, a spread of \d+% of the median\)", result.stdout)
+    assert measured, result.stdout
+    cache = json.loads((tmp_path / "cache" / "throughput.json").read_text())
+    [(key, entry)] = cache.items()
+    assert key.endswith("1 thread | small 32px | batch 64 | fp32") and round(entry["img_per_s"]) == int(measured[1])
+    again = _dry_run(["tune", str(space), "--dry-run"], env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"throughput {measured[1]} img/s for small at 32 px" in again.stdout
+    assert f"cached {entry['measured']} in {tmp_path / 'cache' / 'throughput.json'}" in again.stdout
 
 
 def test_random_search_runs_every_sampled_configuration_once_per_seed(local_ray, tmp_path):

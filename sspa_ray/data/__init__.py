@@ -24,7 +24,7 @@ from sspa_ray.labels import CLASSES, NUM_CLASSES
 
 __all__ = [
     "Split", "JointData", "load_joint_data", "load_split", "check_dataset", "read_listing", "data_root",
-    "stratified_subset",
+    "configured_root", "official_size", "stratified_subset",
 ]
 
 READERS: dict[str, ModuleType] = {"rafdb": rafdb, "affectnet": affectnet, "caers": caers}
@@ -48,9 +48,19 @@ class JointData:
     aux_true_labels: np.ndarray | None  # int64 [N_aux], labels under the target's standard (synthetic only)
 
 
+def configured_root(root: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The data root that is asked for, `root` else $SSPA_DATA_ROOT, whether it exists or not."""
+    return root or os.environ.get("SSPA_DATA_ROOT") or None
+
+
+def official_size(dataset: str, split: str) -> int:
+    """Images in one split of the full dataset as published, for plans made without the data."""
+    return READERS[dataset].OFFICIAL_SIZES[split]
+
+
 def data_root(root: str | os.PathLike | None) -> Path:
     """The folder holding rafdb/, affectnet/ and caers/: `root`, else $SSPA_DATA_ROOT."""
-    root = root or os.environ.get("SSPA_DATA_ROOT")
+    root = configured_root(root)
     if not root:
         raise DataError(
             "no data root: pass --data-root DIR (or set data.root, or SSPA_DATA_ROOT) pointing at the folder "

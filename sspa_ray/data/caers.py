@@ -22,6 +22,9 @@ from sspa_ray.errors import DataError
 from sspa_ray.labels import CAERS_FOLDERS, CLASS_INDEX
 
 SPLITS = ("train", "test")
+# Images per split as the paper gives them (section 4.1.1: 65,983 in all): what --dry-run plans
+# with when the data is not on this machine.
+OFFICIAL_SIZES = {"train": 44_996, "test": 20_987}
 BOX_FILE = "face_boxes.csv"
 BOX_COLUMNS = ("path", "face_x", "face_y", "face_width", "face_height")
 

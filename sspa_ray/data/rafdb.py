@@ -19,6 +19,9 @@ from sspa_ray.errors import DataError
 from sspa_ray.labels import CLASS_INDEX, RAFDB_CODES
 
 SPLITS = ("train", "test")
+# Images per split of the official label file (basic emotions; the paper's section 4.1.1 too):
+# what --dry-run plans with when the data is not on this machine.
+OFFICIAL_SIZES = {"train": 12_271, "test": 3_068}
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"  # sic: the official file name is misspelt
 IMAGE_DIR = Path("Image") / "aligned"
 _NAME = re.compile(r"^(train|test)_(\d+)\.jpg$")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from sspa_ray.config import MODULES, SYNTHETIC_PRETRAINED, Config, make_config
-from sspa_ray.data import data_root, read_listing
+from sspa_ray.data import configured_root, data_root, read_listing
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
@@ -80,6 +80,11 @@ class Resources:
         if self.max_failures < 0:
             raise SpecError(f"--max-failures {self.max_failures} is invalid: give 0 (no retries) or more")
         return self
+
+    @property
+    def torch_threads(self) -> int:
+        """The torch threads of one trial process or Train worker: its share of the trial's CPUs."""
+        return max(1, int(self.cpus_per_trial / max(1, self.workers_per_trial)))
 
 
 @dataclass(kw_only=True)
@@ -180,7 +185,7 @@ class ExperimentPlan(abc.ABC):
         cfg = make_config(self.target, *layers)
         res = self.resources
         if "train.num_threads" not in self.sets:
-            cfg.set("train.num_threads", max(1, int(res.cpus_per_trial / max(1, res.workers_per_trial))))
+            cfg.set("train.num_threads", res.torch_threads)
         if "train.gpu_share" not in self.sets and res.gpus_per_trial:
             # Trials packed on one GPU each budget their own share of its memory.
             cfg.set("train.gpu_share", min(1.0, res.gpus_per_trial / max(1, res.workers_per_trial)))
@@ -291,13 +296,14 @@ class SearchPlan(ExperimentPlan):
 
     @classmethod
     def build(cls, space: SearchSpace, *, target: str, sets: dict[str, Any], seeds: int,
-              out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "SearchPlan":
+              out: Path | None, name: str | None, storage: str | None, resources: Resources,
+              dry_run: bool = False) -> "SearchPlan":
         check_seeds(seeds)
         if seeds > 1 and "train.seed" in space.space:
             raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
         configs = space.check_points(target, sets)
         _check_schedule(space, configs, make_config(target, space.fixed, sets))
-        _check_data(configs)
+        _check_data(configs, dry_run=dry_run)
         plan = cls(name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
                    spec_text=space.path.read_text(encoding="utf-8"), metric=space.metric, mode=space.mode,
                    resources=resources.check(), space=space, notes=_notes(configs), pretrained=_recipes(configs))
@@ -385,10 +391,11 @@ class AblationPlan(ExperimentPlan):
 
     @classmethod
     def build(cls, spec: AblationSpec | Suite, *, target: str, sets: dict[str, Any], seeds: int | None,
-              out: Path | None, name: str | None, storage: str | None, resources: Resources) -> "AblationPlan":
+              out: Path | None, name: str | None, storage: str | None, resources: Resources,
+              dry_run: bool = False) -> "AblationPlan":
         trials = spec.trials(target, sets, seeds)
         configs = [make_config(target, t.overrides) for t in trials]
-        _check_data(configs)
+        _check_data(configs, dry_run=dry_run)
         plan = cls(name=name or spec.name, target=target, sets=dict(sets), seeds=spec.seeds if seeds is None else seeds,
                    spec_text=spec.text(), metric=spec.metrics[0], mode="max", resources=resources.check(),
                    spec=spec, trials=trials, notes=_notes(configs), pretrained=_recipes(configs))
@@ -536,12 +543,14 @@ def _notes(configs: Iterable[Config]) -> list[str]:
     return list(dict.fromkeys(w for w in map(horizon_warning, configs) if w))
 
 
-def _check_data(configs: Iterable[Config]) -> None:
+def _check_data(configs: Iterable[Config], *, dry_run: bool = False) -> None:
     """Read the label files of every dataset split the trials use (no images), so a missing folder
-    or a malformed line stops the command before Ray starts. The synthetic target is generated."""
+    or a malformed line stops the command before Ray starts. The synthetic target is generated.
+    A dry run needs no data: without a data root it plans from the official split sizes, and
+    checks the data only when a root is given."""
     seen: set[tuple] = set()
     for cfg in configs:
-        if cfg.data.target == "synthetic":
+        if cfg.data.target == "synthetic" or (dry_run and configured_root(cfg.data.root) is None):
             continue
         root = data_root(cfg.data.root)
         needed = [(cfg.data.target, "train"), (cfg.data.target, "test")]
