@@ -10,6 +10,7 @@ import math
 import re
 import shutil
 import subprocess
+import warnings
 
 import pandas as pd
 import pytest
@@ -494,3 +495,17 @@ def test_an_experiment_without_experiment_json_does_not_claim_it_had_no_override
     (out / "experiment.json").unlink()
     first = render_experiment(out)["md"].read_text().splitlines()[0]
     assert "; --set not recorded; " in first and "no --set" not in first
+
+
+
+def test_importance_of_a_sweep_whose_best_tenth_ties_with_the_worst_says_why_there_is_none(tmp_path):
+    # One configuration of 20 is better; the best 10% (two) reach down to the value all the others
+    # share, so Optuna's PED-ANOVA would warn "Target and region quantiles select the same set of
+    # trials" and rank every key 0.
+    records = [record("synthetic", {"pam.alpha": a}, row=-1, value=0.6 if a == 1 else 0.5) for a in range(1, 21)]
+    out = experiment(tmp_path, None, "synthetic", records, kind="tune")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning reaches the terminal
+        md = render_experiment(out)["md"].read_text()
+    assert ("Parameter importance for macro_f1: none; the best 10% of the 20 configurations are no better than "
+            "the worst (0.5), so no key sets them apart.") in md
