@@ -279,6 +279,34 @@ def test_24_trials_on_2_cpus_with_a_crashing_and_a_diverging_trial(local_ray, tm
     assert "diverged" in table and "errored" in table
 
 
+# ---- the real console script: a log without a terminal, a killed driver, --resume, the dashboard -
+
+def test_a_40_trial_sweep_without_a_terminal_logs_a_line_per_trial_event_and_the_table_at_the_end(tmp_path):
+    """A log grows with the trials, not with trials x tables: a line when each trial starts and ends,
+    named as its folder is, and the whole table at the end (and every few minutes, which this
+    sweep does not last)."""
+    space = _space(tmp_path, "name: log40\nsearch: random\nnum_samples: 40\nspace:\n  pam.beta: {uniform: [0.5, 3]}\n"
+                             "fixed:\n  data.synthetic_scale: 0.05\n  train.epochs: 1\n  train.selection_epochs: 0\n"
+                             "  model.pretrained: none\n")
+    out = tmp_path / "exp"
+    proc = subprocess.run([*SSPA, "tune", str(space), "--out", str(out)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=900)
+    log = proc.stdout
+    assert proc.returncode == 0, log[-3000:]
+    lines = log.splitlines()
+    assert len(lines) < 300, len(lines)
+    assert "Target and region quantiles" not in log  # Optuna's importance warning: the table notes explain it
+    folders = {p.name for p in (out / "ray" / "log40").iterdir() if p.is_dir()}
+    assert len(folders) == 40
+    for name in folders:
+        assert log.count(f"] {name}: running\n") == 1, name
+        assert re.search(rf"^\[\d+/40 finished\] {re.escape(name)}: completed after epoch 1/1, macro_f1 \S+$", log, re.M), name
+    last_table = max(i for i, line in enumerate(lines) if line.startswith("== log40: "))
+    assert lines[last_table] == "== log40: 40/40 trials finished =="
+    assert {row.split()[0] for row in lines[last_table + 2:last_table + 42]} == folders
+    assert "Parameter importance for macro_f1" in (out / "table.md").read_text()
+
+
 # ---- the real console script: a killed driver, --resume, the dashboard --------------------------
 
 def _experiment_state(experiment: Path) -> dict[str, str]:

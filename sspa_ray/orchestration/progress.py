@@ -1,11 +1,13 @@
-"""Watching a running experiment: a live per-trial table in the terminal and per-trial Ray metrics.
+"""Watching a running experiment: a live per-trial table and per-trial Ray metrics.
 
-The table is a Tune callback on the driver; it reprints when a trial changes status and otherwise at
-most every ``interval_s`` seconds, so it stays readable in a terminal and in a log file alike. The
-gauges are set by each trial; Ray exports them to Prometheus with its ``ray_`` prefix as
-``ray_sspa_trial_stage``, ``ray_sspa_trial_clean_share``, ``ray_sspa_trial_accuracy``,
-``ray_sspa_trial_img_per_s`` and ``ray_sspa_trial_epoch``, labelled with ``experiment`` and ``trial``
-(the trial's name). ``sspa_ray_grafana_dashboard.json`` has one panel per gauge.
+On a terminal the table is redrawn in place. Without one (a log file, a Ray Job's log, CI) the log
+must grow with the trials, not with trials x reprints (a 40-trial sweep once wrote 1,730 lines): it
+gets one line per trial event (started, finished, retried) and the whole table every
+``TABLE_INTERVAL_S`` and at the end. The gauges are set by each trial; Ray exports them to Prometheus
+with its ``ray_`` prefix as ``ray_sspa_trial_stage``, ``ray_sspa_trial_clean_share``,
+``ray_sspa_trial_accuracy``, ``ray_sspa_trial_img_per_s`` and ``ray_sspa_trial_epoch``, labelled
+with ``experiment`` and ``trial`` (the trial's name). ``sspa_ray_grafana_dashboard.json`` has one
+panel per gauge.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ GAUGES = {
 _STAGES = {stage: i for i, stage in enumerate(Stage)}
 # A report key holding a line for the terminal.
 NOTICE = "notice"
+# Seconds between whole tables in a log (not a terminal); one line per trial event in between.
+TABLE_INTERVAL_S = 300.0
 
 
 @functools.cache
@@ -61,13 +65,15 @@ class TrialGauges:
 
 
 class ProgressTable(Callback):
-    """Prints trial | varied keys | epoch/total | stage | clean share | macro_f1 | status.
+    """Prints trial | varied keys | epoch/total | stage | clean share | macro_f1 | status, the trials
+    named as their folders are (``modules-ssm+fix+pam-s0``).
 
-    On a terminal the table is redrawn in place every ``refresh_s`` seconds. Elsewhere (a log file,
-    CI) it is printed when a trial finishes and otherwise every ``interval_s`` seconds.
+    On a terminal the table is redrawn in place every ``refresh_s`` seconds. Elsewhere each change
+    of a trial's status is one line, and the whole table is printed every ``interval_s`` seconds
+    and when the experiment ends.
     """
 
-    def __init__(self, plan: ExperimentPlan, interval_s: float = 30.0, refresh_s: float = 1.0,
+    def __init__(self, plan: ExperimentPlan, interval_s: float = TABLE_INTERVAL_S, refresh_s: float = 1.0,
                  stream: TextIO | None = None):
         self.plan = plan
         self.interval_s = interval_s
@@ -75,25 +81,27 @@ class ProgressTable(Callback):
         self.stream = stream
         self._keys = plan.varied_keys()
         self._epochs: dict[str, int] = {}
+        self._names: dict[str, str] = {}
+        self._shown: dict[str, str] = {}   # trial id -> the status its last event line gave
         self._last_print = 0.0
         self._last_text = ""
-        self._finished = 0
         self._drawn_lines = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles callbacks with the experiment state; the stream is the driver's own.
-        return {**self.__dict__, "stream": None, "_drawn_lines": 0}
+        # Tune pickles callbacks with the experiment state; the stream and the clock are the
+        # driver's own, so a resumed experiment prints its table afresh.
+        return {**self.__dict__, "stream": None, "_drawn_lines": 0, "_last_print": 0.0}
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         now = time.monotonic()
-        out = self.stream or sys.stdout
-        if out.isatty():
+        if self._out().isatty():
             if now - self._last_print >= self.refresh_s:
                 self._show(trials, redraw=True)
             return
-        finished = sum(self._status(t) in FINISHED for t in trials)
-        if finished != self._finished or now - self._last_print >= self.interval_s:
-            self._finished = finished
+        self._log_events(trials)
+        if not self._last_print:
+            self._last_print = now  # the first whole table after interval_s: at the start it is all pending
+        if now - self._last_print >= self.interval_s:
             self._show(trials, redraw=False)
 
     def on_experiment_end(self, trials: list, **info) -> None:
@@ -101,17 +109,47 @@ class ProgressTable(Callback):
             # Tune has just stopped the unfinished trials, which would read as finished here; they
             # are pending in the saved state, and the command's last line says so.
             return
+        if not self._out().isatty():
+            self._log_events(trials)
         # A fresh block: Tune logs its final sync between the last step and this call.
         self._show(trials, redraw=False, final=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if result.get(NOTICE):  # e.g. a corrupt checkpoint skipped on restore
-            out = self.stream or sys.stdout
-            out.write(f"trial {trial.trial_id}: {result[NOTICE]}\n")
-            out.flush()
+            self._write(f"trial {self._name(trial)}: {result[NOTICE]}")
             self._drawn_lines = 0  # the table is redrawn below the notice, not over it
 
     # ---- rendering --------------------------------------------------------------------------
+    def _out(self) -> TextIO:
+        return self.stream or sys.stdout
+
+    def _write(self, text: str) -> None:
+        out = self._out()
+        out.write(text + "\n")
+        out.flush()
+
+    def _log_events(self, trials: list) -> None:
+        """One line per trial whose status changed since its last line (waiting to start is none)."""
+        statuses = {t.trial_id: self._status(t) for t in trials}
+        changed = [t for t in trials if statuses[t.trial_id] != self._shown.get(t.trial_id, Status.PENDING)]
+        if not changed:
+            return
+        done = sum(s in FINISHED for s in statuses.values())
+        total = max(len(trials), self.plan.total_trials())
+        for trial in changed:
+            status = self._shown[trial.trial_id] = statuses[trial.trial_id]
+            line = f"[{done}/{total} finished] {self._name(trial)}: {status}"
+            result = trial.last_result or {}
+            if status in FINISHED and result.get("epoch") is not None:
+                value = _fmt(result.get(self.plan.metric))
+                line += f" after epoch {result['epoch']}/{self._planned_epochs(trial)}, {self.plan.metric} {value}"
+            self._write(line)
+
+    def _name(self, trial) -> str:
+        if trial.trial_id not in self._names:
+            self._names[trial.trial_id] = self.plan.tune_trial_name(trial.config, trial.trial_id)
+        return self._names[trial.trial_id]
+
     def _planned_epochs(self, trial) -> int:
         if trial.trial_id not in self._epochs:
             cfg, _ = self.plan.trial_config(trial.config)
@@ -132,7 +170,7 @@ class ProgressTable(Callback):
         if final and text == self._last_text:
             return
         self._last_text = text
-        out = self.stream or sys.stdout
+        out = self._out()
         if redraw and self._drawn_lines:
             out.write(f"\x1b[{self._drawn_lines}F\x1b[J")  # back to the table's first line, clear below
         out.write(text + "\n")
@@ -149,7 +187,7 @@ class ProgressTable(Callback):
             epoch = result.get("epoch")
             statuses.append(self._status(trial))
             rows.append([
-                trial.trial_id,
+                self._name(trial),
                 *(_fmt(values.get(k)) for k in self._keys),
                 f"{epoch if epoch is not None else '-'}/{self._planned_epochs(trial)}",
                 str(result.get("stage", "-")),

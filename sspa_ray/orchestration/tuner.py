@@ -35,7 +35,7 @@ from ray.tune.trainable.function_trainable import wrap_function
 from sspa_ray.orchestration.cluster import ClusterOptions, connect
 from sspa_ray.orchestration.monitoring import install_grafana_dashboard, logger_callbacks
 from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
-from sspa_ray.orchestration.progress import ProgressTable
+from sspa_ray.orchestration.progress import TABLE_INTERVAL_S, ProgressTable
 from sspa_ray.orchestration.results import collect, write_results
 # Re-exported: the tuner.pkl of an ablation started before searchers.py existed names it here.
 from sspa_ray.orchestration.searchers import ListSearcher  # noqa: F401
@@ -50,7 +50,7 @@ STATE_SNAPSHOT_S = "5"
 
 
 def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: ClusterOptions = ClusterOptions(),
-                   progress_interval_s: float = 15.0, log: Callable[[str], None] = print) -> pd.DataFrame:
+                   progress_interval_s: float = TABLE_INTERVAL_S, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run (or resume) the experiment on Ray and write results.parquet and the tables into plan.out."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_SNAPSHOT_S)
     # Frequent snapshots are what we want (see CHECKPOINTS_KEPT); Ray would warn about each one.
@@ -99,7 +99,7 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
     return frame
 
 
-def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = 15.0,
+def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = TABLE_INTERVAL_S,
                 reuse_actors: bool = True) -> tune.Tuner:
     return tune.Tuner(
         trainable,
