@@ -59,8 +59,8 @@ def _common_options(command):
         click.option("--dry-run", is_flag=True,
                      help="Print the trials, their resources and a time estimate; start nothing."),
         click.option("--throughput", type=float, default=None, metavar="IMG_PER_S",
-                     help="--dry-run: training images per second per trial to estimate with "
-                          "(default: measured by a short burst of the engine on this machine)."),
+                     help="--dry-run: training images per second per trial to estimate with (default: a "
+                          "short burst of the engine on this machine's device, cached per device and setting)."),
         click.option("--logger", "loggers", multiple=True, type=click.Choice(LOGGERS),
                      help="Experiment tracker (repeatable; default tensorboard): Ray's logger callbacks. "
                           "mlflow and wandb need their extra: pip install \"sspa-ray[mlflow]\"."),

@@ -88,16 +88,22 @@ def test_dry_run_makes_no_estimate_that_a_cpu_would_mislead(tmp_path):
     assert not (tmp_path / "cache" / "throughput.json").exists()
 
 
-def test_a_gpu_runs_dry_run_on_a_cpu_quotes_the_measured_gpu_figures(monkeypatch):
+def test_a_gpu_runs_dry_run_on_a_cpu_quotes_the_measured_gpu_figures(tmp_path, monkeypatch):
     from sspa_ray.config import make_config
     from sspa_ray.engine import throughput
 
     cfg = make_config("rafdb", {"train.device": "cpu", "train.precision": "bf16"})
     monkeypatch.setitem(throughput.GPU_FIGURES, throughput.SpeedKey("NVIDIA H100 80GB HBM3", "resnet18", 224, 128, "bf16"), 15000.0)
     monkeypatch.setitem(throughput.GPU_FIGURES, throughput.SpeedKey("NVIDIA H100 80GB HBM3", "arm", 224, 128, "bf16"), 9000.0)
+    # A cache folder shared with a GPU machine holds its bursts; this CPU's own figures are not quoted.
+    monkeypatch.setenv("SSPA_CACHE_DIR", str(tmp_path))
+    for device, img_per_s in (("NVIDIA H200", 17000.0), ("cpu: AMD EPYC, 1 thread", 40.0)):
+        key = throughput.SpeedKey(device, "resnet18", 224, 128, "bf16")
+        throughput._write_cache(key, throughput.Throughput(img_per_s, "measured"))
     found = throughput.estimate(cfg, gpu_run=True)
     assert isinstance(found, throughput.NoEstimate)
-    assert found.reason.endswith("(measured for resnet18 at 224 px: NVIDIA H100 80GB HBM3 15000 img/s)")
+    assert found.reason.endswith("(measured for resnet18 at 224 px: NVIDIA H200 17000 img/s; "
+                                 "NVIDIA H100 80GB HBM3 15000 img/s)")
 
 
 def test_dry_run_measures_the_engine_once_and_then_reads_the_cache(tmp_path):

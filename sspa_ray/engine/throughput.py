@@ -13,7 +13,8 @@
   One timed epoch of an unwarmed burst read 169 img/s and, minutes later, 2,080 img/s for the same
   demo (issue 20), whose trials ran at 700-1,650.
 - A run for GPUs planned on a machine without one gets no figure: this CPU says nothing about a
-  GPU. The estimate then needs ``--throughput``; GPU_FIGURES are quoted to choose it from.
+  GPU. The estimate then needs ``--throughput``; GPU_FIGURES and any GPU figures in the cache are
+  quoted to choose it from.
 - On a CPU, images above CPU_BURST_MAX_SIZE px are not timed: the paper's resnet18 and ARM at 224 px
   took 4 minutes of bursts there (issue 20), and such runs go to GPUs.
 """
@@ -44,6 +45,7 @@ BURST_BATCHES = 4           # per epoch and split
 WARMUP_EPOCHS = 1           # PA epochs after the SS epoch, not timed
 TIMED_EPOCHS = 5            # PA epochs whose median is the figure
 CACHE_FILE = "throughput.json"
+CPU_DEVICE = "cpu: "        # how a CPU's device name starts in a SpeedKey
 SSPA_JT = {"method.name": "sspa_jt", **{key: True for key in MODULES}}
 
 
@@ -103,7 +105,7 @@ def speed_key(cfg: Config, device: torch.device) -> SpeedKey:
         name = torch.cuda.get_device_name(device)
     else:
         threads = cfg.train.num_threads or torch.get_num_threads()
-        name = f"cpu: {_cpu_model()}, {threads} thread{'s' if threads > 1 else ''}"
+        name = f"{CPU_DEVICE}{_cpu_model()}, {threads} thread{'s' if threads > 1 else ''}"
     return SpeedKey(name, cfg.model.backbone, cfg.data.image_size, cfg.train.batch_size, cfg.train.precision)
 
 
@@ -135,8 +137,11 @@ def _split(rng: np.random.Generator, n: int, size: int, name: str) -> Split:
 
 
 def _quoted(cfg: Config) -> str:
-    """The measured GPU figures for `cfg`'s setting, to choose --throughput from."""
-    figures = [f"{key.device} {img_per_s:.0f} img/s" for key, img_per_s in GPU_FIGURES.items()
+    """The measured GPU figures for `cfg`'s setting, to choose --throughput from: GPU_FIGURES and
+    the GPU measurements in this cache (a cache folder shared with GPU machines holds theirs)."""
+    cached = {SpeedKey(**entry["key"]): entry["img_per_s"] for entry in _read_cache().values()
+              if not entry["key"]["device"].startswith(CPU_DEVICE)}
+    figures = [f"{key.device} {img_per_s:.0f} img/s" for key, img_per_s in {**cached, **GPU_FIGURES}.items()
                if (key.backbone, key.image_size, key.batch_size, key.precision)
                == (cfg.model.backbone, cfg.data.image_size, cfg.train.batch_size, cfg.train.precision)]
     return f" (measured for {cfg.model.backbone} at {cfg.data.image_size} px: {'; '.join(figures)})" if figures else ""
