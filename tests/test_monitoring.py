@@ -275,8 +275,10 @@ def head_cluster(tmp_path_factory):
     bin_dir = str(Path(sys.executable).parent)
     # RAY_AUTH_MODE=token: the cluster requires the token, and clients send it to an explicit address
     # only when asked (Ray 2.60).
+    # No drain on SIGTERM: a test cluster has no work to hand over, and Ray 2.60 would wait up to 30 s.
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RAY_DISABLE_USAGE_STATS": "1",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     env.pop("RAY_ADDRESS", None)
     log = tmp_path_factory.mktemp("head") / "ray-start.log"
     with open(log, "w") as sink:
@@ -300,13 +302,28 @@ def head_cluster(tmp_path_factory):
             time.sleep(1)
         yield {"gcs": f"127.0.0.1:{gcs}", "url": url, "token": token, "env": env, "metrics_port": metrics}
     finally:
-        for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(head.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                head.wait(wait_s)
-                break
+        # `ray start` first, alone: it stops its daemons while its GCS still answers. A SIGTERM to the
+        # whole group ended the GCS first, and the head then hung on it until the SIGKILL 20 s later.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(head.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(20)
+        _end_group(head.pid)
+        head.wait(10)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _end_group(pgid: int, wait_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, what is left of a process group (the dashboard's module processes)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + wait_s
+        try:
+            os.killpg(pgid, sig)
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                os.killpg(pgid, 0)  # raises once the group is empty
+        except ProcessLookupError:
+            return
 
 
 def test_each_trial_is_an_actor_named_after_it_and_its_log_has_the_epochs(head_cluster, tmp_path):

@@ -1,8 +1,9 @@
 """The Ray orchestration on a real local Ray (2 CPUs) and the synthetic benchmark at a tiny scale.
 
-Most tests share one Ray session started in this process. The killed-driver / dashboard tests run
-the real `sspa-ray tune` console script in subprocesses, and the two-node test starts its own
-`ray.cluster_utils.Cluster` (it runs last, so the shared session is started once).
+Most tests share the session's Ray started in this process (conftest's local_ray). The log,
+killed-driver and dashboard tests run the real `sspa-ray tune` console script in subprocesses, and
+the two-node test starts its own `ray.cluster_utils.Cluster` (marked own_ray: it runs after every
+test of the session, so the shared Ray is started once).
 """
 
 from __future__ import annotations
@@ -40,18 +41,6 @@ SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 # Small enough that one epoch takes well under a second on one core.
 TINY = {"data.synthetic_scale": 0.1, "train.epochs": 2, "train.selection_epochs": 1, "model.pretrained": "none"}
 TINY_YAML = "".join(f"  {k}: {v}\n" for k, v in TINY.items())
-
-
-@pytest.fixture(scope="session")
-def _ray_session():
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def local_ray(_ray_session):
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
 def _space(tmp_path: Path, body: str, name: str = "space.yaml") -> Path:
@@ -500,6 +489,7 @@ def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ra
 
 
 
+@pytest.mark.own_ray
 def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     from ray.cluster_utils import Cluster
 
