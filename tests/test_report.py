@@ -497,7 +497,6 @@ def test_an_experiment_without_experiment_json_does_not_claim_it_had_no_override
     assert "; --set not recorded; " in first and "no --set" not in first
 
 
-
 def test_importance_of_a_sweep_whose_best_tenth_ties_with_the_worst_says_why_there_is_none(tmp_path):
     # One configuration of 20 is better; the best 10% (two) reach down to the value all the others
     # share, so Optuna's PED-ANOVA would warn "Target and region quantiles select the same set of
