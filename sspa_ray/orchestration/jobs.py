@@ -12,13 +12,12 @@ never sends a token to a cluster the user has not opted into, and neither does s
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from typing import Callable
 
 from sspa_ray.errors import UserError
-from sspa_ray.orchestration.plan import ENV_PREFIX, ExperimentPlan
+from sspa_ray.orchestration.plan import ExperimentPlan
 
 ENTRYPOINT = "sspa-ray"
 # Job metadata that names the experiment on the Jobs page.
@@ -31,7 +30,7 @@ def submit_experiment(address: str, argv: list[str], plan: ExperimentPlan,
     from ray.job_submission import JobSubmissionClient
 
     submission_id = f"sspa-ray-{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    env = plan.env
     try:
         client = JobSubmissionClient(address)
         job_id = client.submit_job(entrypoint=shlex.join([ENTRYPOINT, *argv]), submission_id=submission_id,

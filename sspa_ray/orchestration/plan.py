@@ -32,6 +32,7 @@ from sspa_ray.data import data_root, read_listing
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
+from sspa_ray.orchestration.storage import is_uri, storage_join
 from sspa_ray.outputs import PLAN_FILE, SPEC_FILE, Kind
 from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.specs._yaml import check_seeds, name_problem
@@ -48,10 +49,19 @@ DEFAULT_STORAGE_DIR = "ray"
 REPEAT_INDEX = "__trial_index__"
 # Environment variables of the driver that every trial sees too (cache dir, data root, test hooks).
 ENV_PREFIX = "SSPA_"
+# ... and the object store's endpoint and region, so that sspa-ray's own reads and writes in a trial
+# reach the store that Ray's (whose filesystem the driver resolved and pickled) reach. Credentials are
+# never forwarded: the plan is pickled into tuner.pkl, and a Ray Job's environment is on its dashboard.
+STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 # Experiments started before Tune saw the dotted config ran a grid over this key; --resume maps it back.
 LEGACY_TRIAL_INDEX = "trial_index"
 METHOD_KEY = "method.name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's environment variables that every trial (and a Ray Job's driver) gets too."""
+    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX) or k in STORE_ENV}
 
 
 @dataclass(frozen=True)
@@ -122,9 +132,9 @@ class ExperimentPlan(abc.ABC):
         self.out = (out or Path("experiments") / self.name).expanduser().resolve()
         self.storage_given = storage is not None
         self.storage = storage or str(self.out / DEFAULT_STORAGE_DIR)
-        if "://" not in self.storage:
+        if not is_uri(self.storage):
             self.storage = str(Path(self.storage).expanduser().resolve())
-        self.env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+        self.env = forwarded_env()
         return self
 
     # ---- what differs per kind -------------------------------------------------------------
@@ -210,8 +220,9 @@ class ExperimentPlan(abc.ABC):
     # ---- the experiment directory ------------------------------------------------------------
     @property
     def experiment_path(self) -> str:
-        """Where Ray keeps this experiment's state, trial directories and checkpoints."""
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        """Where Ray keeps this experiment's state, trial directories and checkpoints (a URI keeps its
+        query at the end: ``s3://bucket/exp/NAME?endpoint_override=...``)."""
+        return storage_join(self.storage, self.name)
 
     def prepare_out(self, *, resume: bool, overwrite: bool) -> None:
         """Check --out against --resume/--overwrite and create it; nothing is ever silently replaced."""
