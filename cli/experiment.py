@@ -163,7 +163,9 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         submit_experiment(address, _job_argv(click.get_current_context(), plan), plan, log=click.echo)
         return
     fresh = not resume and not plan.out.exists()
-    plan.prepare_out(resume=resume, overwrite=overwrite)  # --resume reads the stored --storage here
+    recovered = plan.prepare_out(resume=resume, overwrite=overwrite)  # --resume reads the stored --storage here
+    if recovered:
+        click.echo(recovered, err=True)
     try:
         check_storage(plan.storage, plan.experiment_path)
     except UserError:

@@ -12,8 +12,9 @@ have the credentials, and only the driver has the endpoint (AWS_ENDPOINT_URL): s
 - A worker node's raylet SIGKILLed mid-sweep: every trial completes, the hit one from its checkpoint
   on a surviving node, at most the epoch in flight trained twice, the same metrics as without the
   loss; a node that joins mid-sweep receives trials.
-- Every node (and the driver) killed mid-sweep, then a new cluster and `--resume` from the store:
-  finished trials stay finished, the others continue from their checkpoints, the same metrics.
+- Every node (and the driver, and its --out) lost mid-sweep, then a new cluster and `--resume` from
+  the store: finished trials stay finished, the others continue from their checkpoints, the same
+  metrics.
 
 Epochs trained are counted from SSPA_TEST_EPOCH_JOURNAL, a line per epoch start from every node.
 """
@@ -24,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -298,10 +300,13 @@ def test_a_lost_cluster_resumes_from_the_store_on_a_new_one(clusters, object_sto
                       for key in object_store.keys(prefix) if key.endswith("/result.json")
                       and any(key.split("/")[-2].endswith(t) for t in finished)}
 
+    shutil.rmtree(out)  # the driver ran on the lost cluster: its --out is gone too
+
     _, _, new_address = clusters.cluster()  # new temp dirs, new ports
     resumed = subprocess.run(_tune(new_address, space, out, storage, "--resume"), env=env, capture_output=True,
                              text=True, timeout=LIMIT_S)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "recovered it and spec.yaml" in resumed.stderr
     assert f"resuming {storage}/{NAME}" in resumed.stdout
     pd.testing.assert_frame_equal(_metrics(out), reference)
 

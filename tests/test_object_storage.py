@@ -1,9 +1,9 @@
 """`--storage s3://…` end to end, against a real S3-compatible server (moto's server mode, which
 checks credentials) on 127.0.0.1: the real `sspa-ray` console script, a real local Ray.
 
-A fresh run with the endpoint in the URI's query, the same sweep SIGKILLed and resumed with the
-endpoint in AWS_ENDPOINT_URL (equal to the uninterrupted run), `report`, and the store's problems
-as one line before Ray starts.
+A fresh run with the endpoint in the URI's query, the same sweep SIGKILLed, its --out deleted and
+resumed with the endpoint in AWS_ENDPOINT_URL (equal to the uninterrupted run), `report`, and the
+store's problems as one line before Ray starts.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,9 +112,12 @@ def test_sigkill_then_resume_from_the_store_equals_the_uninterrupted_run(object_
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert not (out / "results.parquet").exists()
+    # The driver's machine is gone with --out (a head node's disk): the store holds a copy of its plan.
+    shutil.rmtree(out)
 
     resumed = _sspa(object_store, *argv, "--resume", endpoint_env=True)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert f"{out} had no experiment.json: recovered it and spec.yaml from {uri}/{NAME}" in resumed.stderr
     assert f"resuming {uri}/{NAME}" in resumed.stdout
     pd.testing.assert_frame_equal(_metrics(out), reference["metrics"])  # as if it had never been killed
     logs = [key for key in object_store.keys(f"killed/{NAME}/") if key.endswith("/train.log")]

@@ -86,6 +86,26 @@ def storage_join(location: str, *names: str) -> str:
     return "/".join([base.rstrip("/"), *names]) + sep + query
 
 
+def put_text(uri: str, text: str) -> None:
+    """Write a small text file at a storage location (local path or URI)."""
+    filesystem, path = storage_filesystem(uri)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(text.encode("utf-8"))
+
+
+def get_text(uri: str) -> str | None:
+    """The text file at a storage location; None when it is missing or the store cannot be read."""
+    try:
+        filesystem, path = storage_filesystem(uri)
+        if filesystem.get_file_info(path).type != pyarrow.fs.FileType.File:
+            return None
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read().decode("utf-8")
+    except (OSError, pyarrow.ArrowInvalid):
+        return None
+
+
 def has_checkpoints(experiment_uri: str) -> bool:
     """Whether any trial of the experiment stored a checkpoint (locally or in an object store)."""
     filesystem, root = storage_filesystem(experiment_uri)
