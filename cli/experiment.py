@@ -118,6 +118,7 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
          dashboard_host, dashboard_port, dry_run, throughput, loggers, submit) -> None:
     from sspa_ray.orchestration.cluster import DASHBOARD_PORT, LOOPBACK, ClusterOptions, isolate_local_ray
     from sspa_ray.orchestration.plan import Resources
+    from sspa_ray.orchestration.storage import check_storage, has_checkpoints
 
     overrides = {}
     if aux is not None:
@@ -162,7 +163,15 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
         submit_experiment(address, _job_argv(click.get_current_context(), plan), plan, log=click.echo)
         return
     fresh = not resume and not plan.out.exists()
-    plan.prepare_out(resume=resume, overwrite=overwrite)
+    recovered = plan.prepare_out(resume=resume, overwrite=overwrite)  # --resume reads the stored --storage here
+    if recovered:
+        click.echo(recovered, err=True)
+    try:
+        check_storage(plan.storage, plan.experiment_path)
+    except UserError:
+        if fresh:
+            shutil.rmtree(plan.out, ignore_errors=True)
+        raise
     _echo_notes(notes)
     plan.prepare_backbones()
     if address is None:
@@ -176,7 +185,7 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     except ExperimentStopped as stopped:
         raise _stopped_error(stopped) from None
     except Exception:
-        if fresh and not any(Path(plan.experiment_path).glob("*/checkpoint_*")):
+        if fresh and not has_checkpoints(plan.experiment_path):
             shutil.rmtree(plan.out, ignore_errors=True)  # nothing was computed: leave no half-made --out
         raise
     if (frame["status"] == Status.ERRORED).any():

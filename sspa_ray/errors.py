@@ -37,3 +37,9 @@ class Interrupted(UserError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class JobFailed(UserError):
+    """A Ray Job of --submit that failed before its experiment started; exits 1, with its log's end."""
+
+    exit_code = 1

@@ -1,10 +1,16 @@
-"""Shared test set-up: an isolated cache, no usage stats, single-threaded torch."""
+"""Shared test set-up: an isolated cache, no usage stats, single-threaded torch; a real S3 server."""
 
 import contextlib
+import json
 import os
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -77,3 +83,81 @@ def still_running(pids: set[int], wait_s: float = 30) -> dict[int, str]:
         if not running or time.monotonic() > deadline:
             return running
         time.sleep(0.5)
+
+
+# ---- a real S3-compatible server: moto's server mode (the dev extra) --------------------------------
+
+BUCKET = "sspa"
+
+
+@dataclass
+class ObjectStore:
+    """A moto server on 127.0.0.1 that checks credentials: an IAM user's keys may use S3, others not."""
+    endpoint: str                # http://127.0.0.1:PORT
+    env: dict[str, str]          # the user's credentials and region; no endpoint (tests choose how to give it)
+
+    @property
+    def host_port(self) -> str:
+        return self.endpoint.split("://", 1)[1]
+
+    def query_uri(self, prefix: str) -> str:
+        """s3://BUCKET/PREFIX with the endpoint in pyarrow's query parameters."""
+        return f"s3://{BUCKET}/{prefix}?endpoint_override={self.host_port}&scheme=http"
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object key under `prefix` in the bucket."""
+        client = self.client()
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.env["AWS_DEFAULT_REGION"],
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+
+@pytest.fixture(scope="module")
+def object_store(tmp_path_factory):
+    """One moto server per module, stopped by its own process id. Credentials are enforced from the
+    moment the bucket and an IAM user with S3 rights exist, so wrong keys are refused as by AWS."""
+    import boto3
+
+    tmp = tmp_path_factory.mktemp("s3")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    log = open(tmp / "moto.log", "w")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert server.poll() is None and time.monotonic() < deadline, (tmp / "moto.log").read_text()
+            time.sleep(0.2)
+        setup = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "setup",
+                 "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", **setup)
+        iam.create_user(UserName="sspa")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="sspa", PolicyName="s3", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="sspa")["AccessKey"]
+        boto3.client("s3", **setup).create_bucket(Bucket=BUCKET)
+        # moto's switch for checking credentials on every later request.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                                      headers={"Content-Type": "text/plain"}), timeout=10)
+        env = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+               "AWS_DEFAULT_REGION": "us-east-1",
+               # Never ask the EC2 metadata service (off this machine) or a user's ~/.aws for anything.
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp / "none"),
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "none")}
+        yield ObjectStore(endpoint, env)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.pid, signal.SIGKILL)
+        server.wait()
+        log.close()

@@ -14,6 +14,10 @@ the retried run goes through). The orchestration tests use it to exercise Ray's 
 ``SSPA_TEST_CORRUPT_EPOCH=E`` (with the same marker) also writes epoch E's checkpoint cut in
 half before that crash, as a full disk might, so that the retry must fall back past it.
 
+``SSPA_TEST_EPOCH_JOURNAL=PATH`` appends ``RUN_DIR<TAB>EPOCH`` to PATH when an epoch starts to train,
+so that a test can count the epochs trained twice across processes and nodes (the trial's run
+folder names its node's temp dir and its Tune trial folder).
+
 The Trainer asks `installed()` once: without these variables it gets None and its loop calls
 nothing of this module.
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 
 KILL_AT, CRASH_AFTER_EPOCH, CRASH_MARKER = "SSPA_TEST_KILL_AT", "SSPA_TEST_CRASH_AFTER_EPOCH", "SSPA_TEST_CRASH_MARKER"
 CORRUPT_EPOCH = "SSPA_TEST_CORRUPT_EPOCH"
+EPOCH_JOURNAL = "SSPA_TEST_EPOCH_JOURNAL"
 
 
 def kill_point(point: str, epoch: int | None = None) -> None:
@@ -56,8 +61,14 @@ def crash_point(epoch: int) -> None:
 class FaultHooks:
     """The Trainer's calls at its epoch boundaries (and once halfway through an epoch's steps)."""
 
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
     def epoch_start(self, epoch: int, first_pa: bool) -> None:
         """Before 0-based `epoch` trains; `first_pa`: it is the first epoch of the PA stage."""
+        if journal := os.environ.get(EPOCH_JOURNAL):
+            with open(journal, "a", encoding="utf-8") as sink:  # one short append: whole lines
+                sink.write(f"{self.run_dir.resolve()}\t{epoch + 1}\n")
         if first_pa:
             kill_point("stage_switch")
 
@@ -70,6 +81,7 @@ class FaultHooks:
         crash_point(epochs_done)
 
 
-def installed() -> FaultHooks | None:
-    """The hooks when a test set one of the variables, else None (the normal run)."""
-    return FaultHooks() if os.environ.get(KILL_AT) or os.environ.get(CRASH_AFTER_EPOCH) else None
+def installed(run_dir: Path) -> FaultHooks | None:
+    """The hooks of the run in `run_dir` when a test set one of the variables, else None (the normal run)."""
+    wanted = any(os.environ.get(name) for name in (KILL_AT, CRASH_AFTER_EPOCH, EPOCH_JOURNAL))
+    return FaultHooks(run_dir) if wanted else None

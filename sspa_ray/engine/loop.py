@@ -165,7 +165,7 @@ class Trainer:
         self.epoch = 0  # finished epochs
         self.history: list[dict] = []
         self.last_eval: dict = {}
-        self.faults = _faults.installed()  # None unless a test set SSPA_TEST_* variables
+        self.faults = _faults.installed(self.run_dir)  # None unless a test set SSPA_TEST_* variables
 
     # ---- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict:

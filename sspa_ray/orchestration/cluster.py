@@ -33,6 +33,8 @@ from sspa_ray.orchestration._own_session import Reaper, ray_processes_in_own_ses
 
 LOOPBACK = "127.0.0.1"
 DASHBOARD_PORT = 8265
+# The line a driver prints once it has joined a cluster; --submit waits for it in the job's log.
+JOINED = "joined the Ray cluster"
 # Ray treats a node without cluster support as a single machine whose address is the loopback one.
 _LOOPBACK_NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 _ADDRESS_ENV = "RAY_ADDRESS"
@@ -130,6 +132,10 @@ def connect(options: ClusterOptions, log: Callable[[str], None] = print) -> Iter
     groups: list[int] = []  # the local Ray's process groups
     if options.address:
         context = ray.init(address=options.address, log_to_driver=False)
+        nodes = [node for node in ray.nodes() if node["Alive"]]
+        total = ray.cluster_resources()
+        log(f"{JOINED} at {context.address_info['gcs_address']}: {len(nodes)} nodes, "
+            f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs")
     else:
         if options.dashboard and options.exposed:
             print(exposure_warning(options.dashboard_host, options.dashboard_port), file=sys.stderr, flush=True)

@@ -32,6 +32,7 @@ from sspa_ray.data import configured_root, data_root, read_listing
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
+from sspa_ray.orchestration.storage import get_text, is_uri, put_text, storage_join
 from sspa_ray.outputs import PLAN_FILE, SPEC_FILE, Kind
 from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.specs._yaml import check_seeds, name_problem
@@ -48,10 +49,19 @@ DEFAULT_STORAGE_DIR = "ray"
 REPEAT_INDEX = "__trial_index__"
 # Environment variables of the driver that every trial sees too (cache dir, data root, test hooks).
 ENV_PREFIX = "SSPA_"
+# ... and the object store's endpoint and region, so that sspa-ray's own reads and writes in a trial
+# reach the store that Ray's (whose filesystem the driver resolved and pickled) reach. Credentials are
+# never forwarded: the plan is pickled into tuner.pkl, and a Ray Job's environment is on its dashboard.
+STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 # Experiments started before Tune saw the dotted config ran a grid over this key; --resume maps it back.
 LEGACY_TRIAL_INDEX = "trial_index"
 METHOD_KEY = "method.name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's environment variables that every trial (and a Ray Job's driver) gets too."""
+    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX) or k in STORE_ENV}
 
 
 @dataclass(frozen=True)
@@ -127,9 +137,9 @@ class ExperimentPlan(abc.ABC):
         self.out = (out or Path("experiments") / self.name).expanduser().resolve()
         self.storage_given = storage is not None
         self.storage = storage or str(self.out / DEFAULT_STORAGE_DIR)
-        if "://" not in self.storage:
+        if not is_uri(self.storage):
             self.storage = str(Path(self.storage).expanduser().resolve())
-        self.env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+        self.env = forwarded_env()
         return self
 
     # ---- what differs per kind -------------------------------------------------------------
@@ -215,20 +225,38 @@ class ExperimentPlan(abc.ABC):
     # ---- the experiment directory ------------------------------------------------------------
     @property
     def experiment_path(self) -> str:
-        """Where Ray keeps this experiment's state, trial directories and checkpoints."""
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        """Where Ray keeps this experiment's state, trial directories and checkpoints (a URI keeps its
+        query at the end: ``s3://bucket/exp/NAME?endpoint_override=...``)."""
+        return storage_join(self.storage, self.name)
 
-    def prepare_out(self, *, resume: bool, overwrite: bool) -> None:
-        """Check --out against --resume/--overwrite and create it; nothing is ever silently replaced."""
+    def prepare_out(self, *, resume: bool, overwrite: bool) -> str | None:
+        """Check --out against --resume/--overwrite and create it; nothing is ever silently replaced.
+        Returns a line for the terminal when --resume recovered a lost --out from the store."""
         out = self.out
         if resume and overwrite:
             raise RunDirError("--resume and --overwrite contradict each other: give one of them")
         if resume:
+            recovered = None if (out / PLAN_FILE).is_file() else self._recover_out()
             if not (out / PLAN_FILE).is_file():
                 raise RunDirError(f"--resume: {out} holds no experiment ({PLAN_FILE} is missing); run without --resume to start one")
             self._check_same_as_stored()
-            return
+            return recovered
         prepare_new_run_dir(out, marker=PLAN_FILE, overwrite=overwrite, what="experiment")
+        return None
+
+    def _recover_out(self) -> str | None:
+        """Copy experiment.json and spec.yaml back from the store (--storage given), where save()
+        put them: --out was on a machine that is gone (the head node of a --submit, a lost cluster)."""
+        if not self.storage_given:
+            return None
+        texts = {name: get_text(storage_join(self.experiment_path, name)) for name in (PLAN_FILE, SPEC_FILE)}
+        if texts[PLAN_FILE] is None:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            if text is not None:
+                (self.out / name).write_text(text, encoding="utf-8")
+        return f"{self.out} had no {PLAN_FILE}: recovered it and {SPEC_FILE} from {self.experiment_path}"
 
     def prepare_backbones(self) -> None:
         """Build the built-in pretrained backbones on this node before Ray starts, with a progress bar
@@ -237,15 +265,19 @@ class ExperimentPlan(abc.ABC):
             pretrain.ensure(recipe)
 
     def save(self) -> None:
-        """Write spec.yaml and experiment.json; `sspa-ray report` and --resume read them back.
+        """Write spec.yaml and experiment.json; `sspa-ray report` and --resume read them back. With
+        --storage, a copy goes beside Ray's state, so that --resume recovers a lost --out.
 
         experiment.json's ``runs`` gains one entry per start or resume (its date and code version),
         which the report's provenance line names."""
-        (self.out / SPEC_FILE).write_text(self.spec_text, encoding="utf-8")
         path = self.out / PLAN_FILE
         runs = json.loads(path.read_text(encoding="utf-8")).get("runs", []) if path.is_file() else []
         summary = {**self.summary(), "runs": [*runs, this_run()]}
-        path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        texts = {SPEC_FILE: self.spec_text, PLAN_FILE: json.dumps(summary, indent=2, sort_keys=True) + "\n"}
+        for name, text in texts.items():
+            (self.out / name).write_text(text, encoding="utf-8")
+            if self.storage_given:
+                put_text(storage_join(self.experiment_path, name), text)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,7 @@ import pandas as pd
 from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import ExperimentPlan
-from sspa_ray.orchestration.storage import storage_filesystem
+from sspa_ray.orchestration.storage import storage_filesystem, storage_join
 from sspa_ray.outputs import (BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RELABEL_FIGURES, RESULTS_FILE,
                               SELECTION_FIGURES, SELECTION_FILE, SIZE_COLUMNS, Status)
 
@@ -97,7 +97,8 @@ def collect(plan: ExperimentPlan) -> pd.DataFrame:
     """Read the experiment's trials from storage (also mid-way or after a kill) into the table."""
     from ray.tune import ExperimentAnalysis
 
-    analysis = ExperimentAnalysis(plan.experiment_path)
+    filesystem, path = storage_filesystem(plan.experiment_path)
+    analysis = ExperimentAnalysis(path, storage_filesystem=filesystem)
     histories = analysis.trial_dataframes
     rows = [trial_row(plan, t, histories.get(t.trial_id)) for t in analysis.trials]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -130,7 +131,7 @@ def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
 
 def _trial_file(plan: ExperimentPlan, trial, name: str) -> str | None:
     """A file the trial published into its folder (metrics.json, selection.csv), or None."""
-    filesystem, root = storage_filesystem(f"{plan.experiment_path}/{Path(trial.path).name}/{name}")
+    filesystem, root = storage_filesystem(storage_join(plan.experiment_path, Path(trial.path).name, name))
     try:
         with filesystem.open_input_stream(root) as stream:
             return stream.read().decode("utf-8")

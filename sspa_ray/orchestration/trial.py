@@ -37,7 +37,7 @@ from sspa_ray.engine import TrainingDiverged, fit
 from sspa_ray.engine.checkpoint import latest_checkpoint
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.progress import NOTICE, TrialGauges
-from sspa_ray.orchestration.storage import StorageFull, storage_errno, storage_filesystem
+from sspa_ray.orchestration.storage import StorageFull, storage_errno, storage_filesystem, storage_join
 from sspa_ray.outputs import CHECKPOINTS_DIR, DIVERGED_KEY, LOG_FILE, METRICS, RUN_OUTPUTS
 
 # Reported checkpoints kept per trial: restoring needs the newest, the one before covers a newest
@@ -57,7 +57,7 @@ def run_trial(tune_config: dict[str, Any], plan: ExperimentPlan) -> None:
     cfg, _ = plan.trial_config(tune_config)
     context = ray.tune.get_context()
     trial_dir_name = Path(context.get_trial_dir()).name
-    outputs_uri = f"{plan.experiment_path}/{trial_dir_name}"
+    outputs_uri = storage_join(plan.experiment_path, trial_dir_name)
     trial = TrialInfo(context.get_trial_id(), context.get_trial_name(), plan.name)
     if plan.resources.workers_per_trial == 0:
         _run_in_process(cfg.to_flat(), Path.cwd() / "run", outputs_uri, trial)
@@ -123,6 +123,7 @@ def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial: T
     # Ray counts resources in units of 1e-4; round down so that driver + workers <= --cpus-per-trial.
     cpus = max(math.floor((res.cpus_per_trial - DRIVER_CPU) / workers * 1e4) / 1e4, DRIVER_CPU)
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S)
+    filesystem, train_storage = storage_filesystem(storage_join(plan.experiment_path, "_train"))
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"config": flat, "env": plan.env, "outputs_uri": outputs_uri, "trial": trial},
@@ -135,7 +136,8 @@ def _run_with_torch_trainer(flat: dict[str, Any], plan: ExperimentPlan, trial: T
         # checkpoints there. Retries are Tune's job (FailureConfig of the Tuner), not Train's.
         run_config=ray.train.RunConfig(
             name=f"train-{trial.id}",
-            storage_path=f"{plan.experiment_path}/_train",
+            storage_path=train_storage,
+            storage_filesystem=filesystem,
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=0),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),

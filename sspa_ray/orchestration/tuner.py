@@ -65,7 +65,8 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
     # ProgressTable is the terminal's view, and the trial folders are under --out.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     plan.save()
-    filesystem, _ = storage_filesystem(plan.experiment_path)
+    # Tune takes a filesystem and a path in it (bucket/key for S3), never a URI together with one.
+    filesystem, experiment_fs_path = storage_filesystem(plan.experiment_path)
     with connect(cluster, log=log):
         install_grafana_dashboard(log=log)
         # One actor per trial when someone can watch the dashboard (--dashboard, or a cluster, which
@@ -74,10 +75,10 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
         # reused: a fresh one cost ~11 s more per trial here (README, Monitoring).
         per_trial = cluster.dashboard or cluster.address is not None
         trainable = named_trainable(plan, per_trial)
-        if resume and tune.Tuner.can_restore(plan.experiment_path, storage_filesystem=filesystem):
+        if resume and tune.Tuner.can_restore(experiment_fs_path, storage_filesystem=filesystem):
             log(f"resuming {plan.experiment_path}")
-            tuner = tune.Tuner.restore(storage_filesystem(plan.experiment_path)[1], trainable=trainable,
-                                       resume_errored=True, storage_filesystem=filesystem)
+            tuner = tune.Tuner.restore(experiment_fs_path, trainable=trainable, resume_errored=True,
+                                       storage_filesystem=filesystem)
         else:
             if resume:
                 log(f"no experiment state in {plan.experiment_path} yet: starting from the beginning")
@@ -101,14 +102,15 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
 
 def build_tuner(plan: ExperimentPlan, trainable, progress_interval_s: float = TABLE_INTERVAL_S,
                 reuse_actors: bool = True) -> tune.Tuner:
+    filesystem, storage_path = storage_filesystem(plan.storage)
     return tune.Tuner(
         trainable,
         param_space=plan.param_space(),
         tune_config=tune_config(plan, reuse_actors),
         run_config=tune.RunConfig(
             name=plan.name,
-            storage_path=storage_filesystem(plan.storage)[1],
-            storage_filesystem=storage_filesystem(plan.storage)[0],
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             failure_config=tune.FailureConfig(max_failures=plan.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             callbacks=[ProgressTable(plan, interval_s=progress_interval_s), *logger_callbacks(plan),
