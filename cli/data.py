@@ -18,7 +18,8 @@ def data() -> None:
               help="Folder to write rafdb/, affectnet/ and ground_truth.csv into (must not hold them yet).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**31 - 1), help="Generator seed.")
 @click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.01, 100.0),
-              help="Size multiplier; 1.0 is 1000 target train, 600 target test and 2000 aux train images.")
+              help="Size multiplier; 1.0 is 1000 target train, 600 target test and 23000 aux train images "
+                   "(AffectNet is 23x RAF-DB).")
 def synth(out: Path, seed: int, scale: float) -> None:
     """Write the synthetic FER benchmark in the official RAF-DB and AffectNet layouts."""
     from sspa_ray.data import synthetic

@@ -164,7 +164,7 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     fresh = not resume and not plan.out.exists()
     plan.prepare_out(resume=resume, overwrite=overwrite)
     _echo_notes(notes)
-    plan.prepare_backbones()
+    plan.prepare_node()
     if address is None:
         isolate_local_ray()  # Ray reads its node address settings when it is first imported
 
