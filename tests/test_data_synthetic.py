@@ -103,9 +103,11 @@ def test_target_synthetic_generates_once_and_fills_true_labels(tmp_path, monkeyp
     again = load_joint_data(cfg, progress=False)
     assert (root / "ground_truth.csv").stat().st_mtime_ns == stamp  # not regenerated
     assert np.array_equal(again.aux_true_labels, joint.aux_true_labels)
-    # The aux share keeps the ground truth aligned with the chosen samples.
-    cfg.set("data.aux_ratio", 0.5)
-    half = load_joint_data(cfg, progress=False)
-    assert half.aux_true_labels.tolist() == [truth[p] for p in half.aux_train.paths]
-    assert len(half.aux_train) < len(joint.aux_train)
+    # The default share is the paper's 10%: 2.3x the target. Any share keeps the ground truth
+    # aligned with the chosen samples.
+    assert len(joint.aux_train) == pytest.approx(2.3 * len(joint.target_train), rel=0.05)
+    cfg.set("data.aux_ratio", 1.0)
+    whole = load_joint_data(cfg, progress=False)
+    assert whole.aux_true_labels.tolist() == [truth[p] for p in whole.aux_train.paths]
+    assert len(whole.aux_train) == len(truth) == 23 * len(joint.target_train)
     assert load_split("rafdb", "test", root, 16, progress=False).labels.tolist() == joint.test.labels.tolist()

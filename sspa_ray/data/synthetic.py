@@ -23,6 +23,7 @@ worker processes: the files are the same whatever the number of workers.
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import multiprocessing
 import os
@@ -110,6 +111,7 @@ AUX_PER_TARGET = 23
 BASE_SIZES = {"rafdb/train": 1000, "rafdb/test": 600, "affectnet/train": AUX_PER_TARGET * 1000, "affectnet/val": 350}
 DROPPED_SHARE = 0.03  # aux rows with codes 7..10 that the loader must drop
 CHUNK = 512  # faces per rendering job, drawn from the job's own stream
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 TARGET_STYLE = Style(canvas=64, aligned=True, max_roll=6, stripes=0.0, saturation=0.25, noise=(2, 8), occlusion=0.12, quality=92)
 AUX_STYLE = Style(canvas=80, aligned=False, max_roll=15, stripes=0.5, saturation=0.7, noise=(4, 14), occlusion=0.25, quality=80)
@@ -222,6 +224,18 @@ def _default_workers(jobs: int) -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)), jobs // 2))
 
 
+def _keep_freed_memory() -> None:
+    """Pool initializer: let glibc keep freed drawing buffers in the worker's heap. By default it
+    maps each buffer of more than 128 KB afresh and unmaps it on free, and faulting the pages back
+    in cost a third of the drawing time (1024 aux faces: 1.25 s of CPU, 0.75 s with this)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except AttributeError:
+        return  # not glibc: its own defaults
+    mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+
+
 def _draw_all(jobs: list[_Job], workers: int | None, bar: Progress | None = None) -> list[tuple[np.ndarray | None, np.ndarray]]:
     """Every job's result, in order; drawn by `workers` processes (_default_workers when None)."""
     workers = min(workers or _default_workers(len(jobs)), len(jobs))
@@ -230,7 +244,7 @@ def _draw_all(jobs: list[_Job], workers: int | None, bar: Progress | None = None
         pool = None
     else:
         # Spawned, not forked: the caller may be a threaded process (a Ray worker, a Tune driver).
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_keep_freed_memory)
         results = pool.map(_draw, jobs)
     try:
         done = []
