@@ -69,6 +69,33 @@ def test_aux_labels_disagree_with_the_target_standard(bench):
     assert {("fear", "surprise"), ("sadness", "neutral")} <= pairs
 
 
+def test_valence_and_arousal_follow_the_expression_with_annotation_noise(bench):
+    listing = read_listing("affectnet", "train", bench)
+    aux = listing.valence_arousal
+    assert aux.shape == (2300, 2) and np.abs(aux).max() <= 1.0
+    assert "valence/arousal outside [-1, 1]" not in listing.dropped  # only codes 9 and 10 carry AffectNet's -2
+    with open(bench / "target_valence_arousal.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 100 + 60  # the target's train and test images, by their loader paths
+    target = read_listing("rafdb", "train", bench)
+    truth = synthetic.true_valence_arousal(bench, target.paths)
+    assert truth.shape == (100, 2) and truth.dtype == np.float32
+
+    def mean(values, labels, name):
+        return values[labels == CLASS_INDEX[name]].mean(axis=0)
+
+    for values, labels in ((aux, listing.labels), (truth, target.labels)):
+        assert mean(values, labels, "happiness")[0] > 0.3 > -0.3 > mean(values, labels, "sadness")[0]
+        assert mean(values, labels, "surprise")[1] > 0.4 > mean(values, labels, "neutral")[1]
+    # The aux values carry the annotators' noise (sd 0.25), the target's true values none: within a
+    # class, the aux valence spreads wider.
+    spread = {name: values[labels == CLASS_INDEX["happiness"], 0].std()
+              for name, values, labels in (("aux", aux, listing.labels), ("target", truth, target.labels))}
+    assert spread["aux"] > spread["target"] + 0.05
+    report = check_dataset("affectnet", bench, progress=False)
+    assert -1.0 <= report["valence_arousal"]["train"]["valence"]["min"] < 0 < report["valence_arousal"]["train"]["valence"]["max"] <= 1.0
+
+
 def test_deterministic_by_seed(tmp_path):
     def digest(root):
         files = sorted(p for p in root.rglob("*") if p.is_file())
@@ -100,6 +127,7 @@ def test_target_synthetic_generates_once_and_fills_true_labels(tmp_path, monkeyp
     assert joint.aux_true_labels.tolist() == [truth[p] for p in joint.aux_train.paths]
     assert (joint.aux_true_labels != joint.aux_train.labels).any()
     assert joint.target_train.images.shape[1:] == (16, 16, 3) and len(joint.test) == 60
+    assert np.array_equal(joint.target_true_valence_arousal, synthetic.true_valence_arousal(root, joint.target_train.paths))
     again = load_joint_data(cfg, progress=False)
     assert (root / "ground_truth.csv").stat().st_mtime_ns == stamp  # not regenerated
     assert np.array_equal(again.aux_true_labels, joint.aux_true_labels)

@@ -12,6 +12,11 @@ labelled under another standard: shifted class boundaries plus systematic confus
 fear -> surprise, disgust -> anger and sadness -> neutral. The noiseless target standard
 applied to each auxiliary sample gives its true label, written to ``ground_truth.csv``.
 
+Valence and arousal are a fixed function of the expression parameters (``valence_arousal``). The
+aux set's CSV carries them as its annotators saw them (plus noise, as AffectNet's); the target's
+true values, which RAF-DB lacks, are written to ``target_valence_arousal.csv``, so that pseudo
+values predicted for the target can be scored.
+
 Both sets are written in the official RAF-DB and AffectNet layouts, so the real loaders read
 them. Class priors follow the shapes of the RAF-DB and AffectNet training sets (paper Fig. 1),
 and the aux train split is 23 times the target's, as AffectNet's is RAF-DB's.
@@ -36,13 +41,15 @@ import numpy as np
 from PIL import Image
 
 from sspa_ray.data._progress import Progress
+from sspa_ray.data import rafdb
 from sspa_ray.data._render import PARAMS, P, Style, identity_looks, render
 from sspa_ray.data.cache import cache_dir, locked
 from sspa_ray.errors import DataError
 from sspa_ray.labels import AFFECTNET_CODES, AFFECTNET_DROPPED, CLASS_INDEX, CLASSES, RAFDB_CODES
 
-VERSION = 4  # bump whenever the generated files change, so cached copies are regenerated
+VERSION = 5  # bump whenever the generated files change, so cached copies are regenerated
 GROUND_TRUTH = "ground_truth.csv"
+TARGET_VALENCE_AROUSAL = "target_valence_arousal.csv"  # path,valence,arousal of every target image
 
 # Expression prototypes in parameter space, canonical class order.
 PROTOTYPES = np.array(
@@ -111,6 +118,9 @@ AUX_PER_TARGET = 23
 BASE_SIZES = {"rafdb/train": 1000, "rafdb/test": 600, "affectnet/train": AUX_PER_TARGET * 1000, "affectnet/val": 350}
 DROPPED_SHARE = 0.03  # aux rows with codes 7..10 that the loader must drop
 CHUNK = 512  # faces per rendering job, drawn from the job's own stream
+# Annotators' noise on valence and arousal: two of AffectNet's annotators differ by an RMSE of 0.34
+# (valence) and 0.36 (arousal), so each is about 0.25 from the truth.
+VA_NOISE = 0.25
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 TARGET_STYLE = Style(canvas=64, aligned=True, max_roll=6, stripes=0.0, saturation=0.25, noise=(2, 8), occlusion=0.12, quality=92)
@@ -130,10 +140,7 @@ class _Faces:
     labels: np.ndarray        # int64 [N] under the split's own standard; -1 for dropped rows
     true_labels: np.ndarray   # int64 [N] under the noiseless target standard
     dropped_codes: np.ndarray  # int64 [N] AffectNet code 7..10 for rows to drop, else -1
-
-
-def _prior(counts: np.ndarray) -> np.ndarray:
-    return counts / counts.sum()
+    annotated_va: np.ndarray  # [N, 2] valence and arousal as annotators give them (true + noise)
 
 
 def _prior(counts: np.ndarray) -> np.ndarray:
@@ -155,6 +162,26 @@ def _expressions(rng: np.random.Generator, n: int, prior: np.ndarray, n_identiti
     return params, identity
 
 
+def valence_arousal(params: np.ndarray) -> np.ndarray:
+    """The true valence and arousal [N, 2] of faces with expression parameters `params` [N, P].
+
+        valence = 0.75 curve - 0.35 wrinkle - 0.25 furrow
+        arousal = 0.3 open + 0.35 eye + 0.2 raise + 0.5 furrow + 0.2 wrinkle + 0.15 smile
+
+    with furrow = max(-brow_tilt, 0) (brows drawn down and together) and smile = max(mouth_curve, 0),
+    both clipped to [-1, 1]. At the prototypes this gives (valence, arousal) happiness (+0.71,
+    +0.17), surprise (0, +0.85), fear (-0.22, +0.64), anger (-0.60, +0.54), disgust (-0.86, +0.21),
+    sadness (-0.56, -0.14) and neutral (0, 0): the quadrants of Russell's circumplex, where
+    AffectNet's annotations put these classes.
+    """
+    curve, wrinkle = params[:, P["mouth_curve"]], params[:, P["nose_wrinkle"]]
+    furrow, smile = np.maximum(-params[:, P["brow_tilt"]], 0.0), np.maximum(curve, 0.0)
+    valence = 0.75 * curve - 0.35 * wrinkle - 0.25 * furrow
+    arousal = (0.3 * params[:, P["mouth_open"]] + 0.35 * params[:, P["eye_open"]] + 0.2 * params[:, P["brow_raise"]]
+               + 0.5 * furrow + 0.2 * wrinkle + 0.15 * smile)
+    return np.clip(np.stack([valence, arousal], 1), -1.0, 1.0)
+
+
 def _faces(seed: np.random.SeedSequence, n: int, prior: np.ndarray, standard: AnnotationStandard, n_dropped: int = 0) -> _Faces:
     """One split's faces: n labelled ones (plus n_dropped rows with AffectNet codes 7..10)."""
     rng = np.random.default_rng(seed)
@@ -169,7 +196,9 @@ def _faces(seed: np.random.SeedSequence, n: int, prior: np.ndarray, standard: An
         where = rng.choice(total, size=n_dropped, replace=False)
         dropped_codes[where] = rng.choice(sorted(AFFECTNET_DROPPED), size=n_dropped)
         labels[where] = -1
-    return _Faces(seed, params, {k: v[identity] for k, v in looks.items()}, labels, true_labels, dropped_codes)
+    annotated_va = np.clip(valence_arousal(params) + rng.normal(0.0, VA_NOISE, (total, 2)), -1.0, 1.0)
+    return _Faces(seed, params, {k: v[identity] for k, v in looks.items()}, labels, true_labels, dropped_codes,
+                  annotated_va)
 
 
 @dataclass(frozen=True)
@@ -281,7 +310,7 @@ def identity_faces(seed: int, identities: int, per_identity: int, size: int, *,
 _RAFDB_CODE = {name: code for code, name in RAFDB_CODES.items()}
 _AFFECTNET_CODE = {name: code for code, name in AFFECTNET_CODES.items()}
 _AFFECTNET_HEADER = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal"
-_RAFDB_IMAGES = Path("rafdb") / "Image" / "aligned"
+_RAFDB_IMAGES = Path("rafdb") / rafdb.IMAGE_DIR
 _AFFECTNET_IMAGES = Path("affectnet") / "Manually_Annotated_Images"
 
 
@@ -310,10 +339,15 @@ def _write_rafdb_labels(out: Path, faces: dict[str, _Faces]) -> None:
     (label_dir / "list_patition_label.txt").write_text("".join(lines))
 
 
-def _valence_arousal(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    valence = np.clip(0.8 * params[:, P["mouth_curve"]] - 0.3 * params[:, P["nose_wrinkle"]], -1, 1)
-    arousal = np.clip((params[:, P["mouth_open"]] + params[:, P["eye_open"]] + params[:, P["brow_raise"]]) / 3, -1, 1)
-    return valence, arousal
+def _write_target_valence_arousal(out: Path, faces: dict[str, _Faces]) -> None:
+    """The target images' true valence and arousal, by their RAF-DB loader paths."""
+    with open(out / TARGET_VALENCE_AROUSAL, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("path", "valence", "arousal"))
+        for split in ("train", "test"):
+            truth = valence_arousal(faces[split].params)
+            for name, (valence, arousal) in zip(_rafdb_names(split, len(truth)), truth):
+                writer.writerow((f"{rafdb.IMAGE_DIR.as_posix()}/{name}_aligned.jpg", f"{valence:.6f}", f"{arousal:.6f}"))
 
 
 def _write_affectnet_lists(out: Path, seed: int, faces: dict[str, _Faces], boxes: dict[str, np.ndarray]) -> list[tuple[str, str, str]]:
@@ -323,7 +357,7 @@ def _write_affectnet_lists(out: Path, seed: int, faces: dict[str, _Faces], boxes
     truth = []
     for split, csv_name in (("train", "training.csv"), ("val", "validation.csv")):
         drawn = faces[split]
-        valence, arousal = _valence_arousal(drawn.params)
+        valence, arousal = drawn.annotated_va.T
         rows = [_AFFECTNET_HEADER + "\n"]
         for i, rel in enumerate(_affectnet_paths(seed, split, len(drawn.params))):
             x, y, w, h = boxes[split][i].tolist()
@@ -352,7 +386,7 @@ def generate(out: Path, seed: int = 0, scale: float = 1.0, *, progress: bool = F
     drawing processes; by default one per core, up to 8).
     """
     out = Path(out)
-    for name in ("rafdb", "affectnet", GROUND_TRUTH):
+    for name in ("rafdb", "affectnet", GROUND_TRUTH, TARGET_VALENCE_AROUSAL):
         if (out / name).exists():
             raise DataError(f"{out / name} already exists; choose an empty --out folder or delete it")
     sizes = split_sizes(scale)
@@ -387,6 +421,7 @@ def generate(out: Path, seed: int = 0, scale: float = 1.0, *, progress: bool = F
         aux_boxes[split] = np.concatenate([boxes for _, boxes in results[start : start + len(split_jobs)]])
         start += len(split_jobs)
     _write_rafdb_labels(out, target)
+    _write_target_valence_arousal(out, target)
     truth = _write_affectnet_lists(out, seed, aux, aux_boxes)
     with open(out / GROUND_TRUTH, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -434,3 +469,20 @@ def ensure(seed: int, scale: float, *, progress: bool = True, workers: int | Non
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def true_valence_arousal(root: Path, paths: list[str]) -> np.ndarray:
+    """The true valence and arousal, float32 [N, 2], of the target images `paths` (RAF-DB loader
+    paths), from `root`/target_valence_arousal.csv."""
+    path = Path(root) / TARGET_VALENCE_AROUSAL
+    try:
+        with open(path, newline="") as handle:
+            truth = {row["path"]: (float(row["valence"]), float(row["arousal"])) for row in csv.DictReader(handle)}
+    except FileNotFoundError:
+        raise DataError(f"missing file {path}; regenerate the benchmark with `sspa-ray data synth`") from None
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: malformed; expected the columns path,valence,arousal with numbers") from None
+    missing = [p for p in paths if p not in truth]
+    if missing:
+        raise DataError(f"{path} has no row for {missing[0]}; delete {root} to regenerate it")
+    return np.array([truth[p] for p in paths], dtype=np.float32).reshape(-1, 2)
