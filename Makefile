@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.data
 	$(BIN)/python -m benchmarks.orchestration
 	$(BIN)/python -m benchmarks.profile_pa
+	$(BIN)/python -m benchmarks.epoch_overhead
 	$(BIN)/python -m benchmarks.gpu_throughput
 
 clean:

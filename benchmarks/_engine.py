@@ -50,9 +50,11 @@ def random_data(size: int, n_target: int, n_aux: int, n_test: int = 64, seed: in
 
 
 def synthetic_sized_data(size: int = 32) -> JointData:
-    """Random images in the split sizes of the synthetic benchmark at scale 1 (1000 + 2000 train)."""
+    """Random images in the sizes of a default synthetic run at scale 1: 1000 target train images
+    and the default 10% of the 23,000 aux ones."""
     sizes = split_sizes(1.0)
-    return random_data(size, sizes["rafdb/train"], sizes["affectnet/train"], sizes["rafdb/test"])
+    n_aux = round(sizes["affectnet/train"] * make_config("synthetic").data.aux_ratio)
+    return random_data(size, sizes["rafdb/train"], n_aux, sizes["rafdb/test"])
 
 
 def make_trainer(settings: dict, data: JointData, run_dir) -> Trainer:

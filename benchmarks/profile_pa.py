@@ -5,7 +5,7 @@
 1. torch.profiler (CPU activities, plus CUDA ones when a GPU is visible) over one PA-stage epoch
    as the engine runs it (``Trainer.plan``, which plans PAM on the host, then
    ``Trainer.train_epoch``), with the synthetic benchmark's defaults: ``small``, 32 px,
-   batch 64, data of the benchmark's size (3000 training images). Prints the top ops by self
+   batch 64, data of a default run's size (3300 training images). Prints the top ops by self
    CPU time.
    With ``--cuda-step`` (a GPU): instead, resnet18 at 224 px, batch 256, bf16 + channels_last +
    data on the device, the setup the README's GPU goal is stated for; top ops by GPU time.

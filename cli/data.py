@@ -18,7 +18,8 @@ def data() -> None:
               help="Folder to write rafdb/, affectnet/ and ground_truth.csv into (must not hold them yet).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**31 - 1), help="Generator seed.")
 @click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.01, 100.0),
-              help="Size multiplier; 1.0 is 1000 target train, 600 target test and 2000 aux train images.")
+              help="Size multiplier; 1.0 is 1000 target train, 600 target test and 23000 aux train images "
+                   "(AffectNet is 23x RAF-DB).")
 def synth(out: Path, seed: int, scale: float) -> None:
     """Write the synthetic FER benchmark in the official RAF-DB and AffectNet layouts."""
     from sspa_ray.data import synthetic
@@ -63,11 +64,14 @@ def pretrain(out: Path, backbone: str, image_size: int, seed: int) -> None:
 @click.argument("dataset", type=click.Choice(["rafdb", "affectnet", "caers"]))
 @click.option("--data-root", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder holding rafdb/, affectnet/, caers/ (default: $SSPA_DATA_ROOT).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: per split, class name -> count.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: per split, class name -> count; beside them `dropped`, `problems` and "
+                   "(AffectNet) `valence_arousal`: per split, the min, max and mean of each.")
 @click.option("--gallery", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also draw a PNG grid of sample faces per class of the train split.")
 def check(dataset: str, data_root: Path | None, as_json: bool, gallery: Path | None) -> None:
-    """Count classes per split, list dropped rows and problems, and decode every image once.
+    """Count classes per split, list dropped rows and problems, give the ranges of valence and arousal
+    (AffectNet), and decode every image once.
 
     Exits 2 with one line naming the file (and line) on a missing folder, a malformed label
     line, a missing CSV column or an unreadable image.
@@ -99,6 +103,9 @@ def _print_report(report: dict) -> None:
         dropped = report["dropped"][split]
         if dropped:
             click.echo(f"dropped from {split}: " + ", ".join(f"{n} {reason}" for reason, n in dropped.items()))
+    for split, ranges in report.get("valence_arousal", {}).items():
+        click.echo(f"{split}: " + "; ".join(f"{name} {r['min']:+.3f} to {r['max']:+.3f} (mean {r['mean']:+.3f})"
+                                            for name, r in ranges.items()))
     if report["problems"]:
         click.echo("problems:")
         for problem in report["problems"]:

@@ -173,7 +173,7 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
             shutil.rmtree(plan.out, ignore_errors=True)
         raise
     _echo_notes(notes)
-    plan.prepare_backbones()
+    plan.prepare_node()
     if address is None:
         isolate_local_ray()  # Ray reads its node address settings when it is first imported
 

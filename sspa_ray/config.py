@@ -186,7 +186,9 @@ TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
     "rafdb": {"data.aux_ratio": 0.1, "data.image_size": 224, "model.backbone": "resnet18"},
     "caers": {"data.aux_ratio": 0.2, "data.image_size": 224, "model.backbone": "resnet18"},
     "synthetic": {
-        "data.aux_ratio": 1.0,
+        # RAF-DB's share: the synthetic aux set is 23x its target, as AffectNet is RAF-DB's, so
+        # 10% of it is 2.3x the target, as in the paper.
+        "data.aux_ratio": 0.1,
         "data.image_size": 32,
         "model.backbone": "small",
         "train.epochs": 12,

@@ -15,6 +15,11 @@ RAFDB_TRAIN = {1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 7, 7: 8}   # code -> images
 RAFDB_TEST = {1: 7, 2: 6, 3: 5, 4: 4, 5: 3, 6: 2, 7: 1}
 AFFECTNET_TRAIN = {0: 9, 1: 8, 2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1, 9: 1, 10: 3}
 AFFECTNET_VAL = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 7}
+# Valence and arousal of AffectNet row i (every split): a cycle that reaches both ends of [-1, 1]
+# in valence. Rows with values outside [-1, 1] (AffectNet's -2 = none) are appended to the train
+# split with code 1 (happiness), to be dropped and counted.
+AFFECTNET_VA = [(-1.0, 0.5), (0.25, -0.75), (1.0, 0.0), (-0.5, 1.0)]
+AFFECTNET_VA_OUT_OF_RANGE = [(-2, -2), (1.5, 0.2), (0.3, -1.01)]
 CAERS_TRAIN = {"Angry": 1, "Disgust": 2, "Fear": 3, "Happy": 4, "Neutral": 5, "Sad": 6, "Surprise": 7}
 CAERS_TEST = {"Angry": 3, "Disgust": 1, "Fear": 4, "Happy": 1, "Neutral": 5, "Sad": 9, "Surprise": 2}
 
@@ -71,13 +76,19 @@ AFFECTNET_HEADER = (
 
 
 def make_affectnet(root: Path, *, train=AFFECTNET_TRAIN, val=AFFECTNET_VAL, val_header: bool = True) -> Path:
-    """Images are 40x30; the face box is red. Some boxes reach past the image edge (clipped)."""
+    """Images are 40x30; the face box is red. Some boxes reach past the image edge (clipped).
+    Valence and arousal follow AFFECTNET_VA; the train split ends with AFFECTNET_VA_OUT_OF_RANGE rows."""
     rng = np.random.default_rng(1)
     base = root / "affectnet"
     (base / "Manually_Annotated_file_lists").mkdir(parents=True)
     for split, counts, csv_name in (("train", train, "training.csv"), ("val", val, "validation.csv")):
         rows = [AFFECTNET_HEADER] if (split == "train" or val_header) else []
-        for i, code in enumerate(interleave(counts)):
+        codes = interleave(counts)
+        va = [AFFECTNET_VA[i % len(AFFECTNET_VA)] for i in range(len(codes))]
+        if split == "train":
+            codes += [1] * len(AFFECTNET_VA_OUT_OF_RANGE)
+            va += AFFECTNET_VA_OUT_OF_RANGE
+        for i, (code, (valence, arousal)) in enumerate(zip(codes, va)):
             sub = str(100 + i % 3)
             (base / "Manually_Annotated_Images" / sub).mkdir(parents=True, exist_ok=True)
             box = (10, 5, 16, 16) if i % 2 else (30, 20, 16, 16)  # the second kind sticks out: clipped
@@ -85,7 +96,7 @@ def make_affectnet(root: Path, *, train=AFFECTNET_TRAIN, val=AFFECTNET_VAL, val_
                 base / "Manually_Annotated_Images" / sub / f"{split}{i:04d}.jpg", quality=95, subsampling=0
             )
             landmarks = '"1.0;2.0;3.0;4.0"'
-            rows.append(f"{sub}/{split}{i:04d}.jpg,{box[0]},{box[1]},{box[2]},{box[3]},{landmarks},{code},0.1,-0.2")
+            rows.append(f"{sub}/{split}{i:04d}.jpg,{box[0]},{box[1]},{box[2]},{box[3]},{landmarks},{code},{valence},{arousal}")
         (base / "Manually_Annotated_file_lists" / csv_name).write_text("\n".join(rows) + "\n")
     return base
 

@@ -60,7 +60,7 @@ def test_synthetic_runs_exactly_the_nine_module_rows_on_its_own_defaults():
     _, trials = configs("modules", "synthetic")
     assert [pattern(c) for _, c in trials] == TABLE5
     assert {c.model.backbone for _, c in trials} == {"small"}
-    assert {c.data.aux_ratio for _, c in trials} == {make_config("synthetic").data.aux_ratio}
+    assert {c.data.aux_ratio for _, c in trials} == {make_config("synthetic").data.aux_ratio} == {0.1}
 
 
 def test_caers_keeps_its_own_aux_share():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _layouts import make_affectnet, make_caers, make_rafdb, red_share
+from _layouts import AFFECTNET_TRAIN, AFFECTNET_VA, interleave, make_affectnet, make_caers, make_rafdb, red_share
 from sspa_ray.config import make_config
 from sspa_ray.data import check_dataset, load_joint_data, load_split, stratified_subset
 from sspa_ray.errors import DataError
@@ -59,10 +59,14 @@ def test_affectnet_counts_dropped_codes_and_box_crop(tmp_path):
     report = check_dataset("affectnet", tmp_path, progress=False)
     assert report["train"] == AFFECTNET_EXPECTED["train"]
     assert report["val"] == AFFECTNET_EXPECTED["val"]
-    assert report["dropped"]["train"] == {"contempt": 2, "none": 1, "uncertain": 1, "non-face": 3}
+    assert report["dropped"]["train"] == {"contempt": 2, "none": 1, "uncertain": 1, "non-face": 3,
+                                          "valence/arousal outside [-1, 1]": 3}
     assert report["dropped"]["val"] == {}
     train = load_split("affectnet", "train", tmp_path, 8, progress=False)
     assert _counts(train.labels) == AFFECTNET_EXPECTED["train"]
+    # Valence and arousal of the kept rows, in order; [-1, 1] is kept, ends included.
+    kept = [AFFECTNET_VA[i % 4] for i, code in enumerate(interleave(AFFECTNET_TRAIN)) if code <= 6]
+    assert train.valence_arousal.dtype == np.float32 and train.valence_arousal.tolist() == [list(va) for va in kept]
     assert train.paths[0].startswith("Manually_Annotated_Images/10")
     # Every face box is red in the source image (some reach past its edge and must be clipped):
     # the crop must contain red only.
@@ -72,6 +76,33 @@ def test_affectnet_counts_dropped_codes_and_box_crop(tmp_path):
 def test_affectnet_validation_without_header(tmp_path):
     make_affectnet(tmp_path, val_header=False)
     assert check_dataset("affectnet", tmp_path, progress=False)["val"] == AFFECTNET_EXPECTED["val"]
+    assert load_split("affectnet", "val", tmp_path, 8, progress=False).valence_arousal[:2].tolist() == [
+        [-1.0, 0.5], [0.25, -0.75]]
+
+
+def test_data_check_affectnet_reports_valence_and_arousal_ranges(tmp_path):
+    make_affectnet(tmp_path)
+    command = [sys.executable, "-m", "sspa_ray.cli.main", "data", "check", "affectnet", "--data-root", str(tmp_path)]
+    report = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True, check=True).stdout)
+    train = report["valence_arousal"]["train"]
+    assert (train["valence"]["min"], train["valence"]["max"]) == (-1.0, 1.0)
+    assert (train["arousal"]["min"], train["arousal"]["max"]) == (-0.75, 1.0)
+    assert -1.0 < train["valence"]["mean"] < 1.0 and set(report["valence_arousal"]) == {"train", "val"}
+    assert report["train"] == AFFECTNET_EXPECTED["train"]  # the split objects still map class -> count
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "dropped from train:" in text and "3 valence/arousal outside [-1, 1]" in text
+    assert "train: valence -1.000 to +1.000" in text and "arousal -0.750 to +1.000" in text
+
+
+def test_affectnet_malformed_valence_is_an_error_naming_the_line(tmp_path):
+    make_affectnet(tmp_path)
+    csv_path = tmp_path / "affectnet" / "Manually_Annotated_file_lists" / "training.csv"
+    lines = csv_path.read_text().splitlines()
+    fields = lines[3].split(",")
+    lines[3] = ",".join(fields[:-2] + ["high", fields[-1]])
+    csv_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"training\.csv:4: malformed row .*valence and for arousal"):
+        check_dataset("affectnet", tmp_path, progress=False)
 
 
 @pytest.mark.parametrize("boxes", [False, True], ids=["whole-frame", "face-box-file"])
@@ -128,6 +159,11 @@ def test_load_joint_data_on_real_layouts(tmp_path):
     }
     assert joint.aux_train.images.shape == (23, 16, 16, 3) and joint.aux_true_labels is None
     assert len(set(joint.aux_train.paths)) == 23
+    # The aux share keeps each sample's valence and arousal; real targets have none.
+    full = load_split("affectnet", "train", tmp_path, 16, progress=False)
+    va = dict(zip(full.paths, full.valence_arousal.tolist()))
+    assert joint.aux_train.valence_arousal.tolist() == [va[p] for p in joint.aux_train.paths]
+    assert joint.target_train.valence_arousal is None and joint.target_true_valence_arousal is None
     cfg.set("data.aux", "none")
     assert load_joint_data(cfg, progress=False).aux_train is None
 

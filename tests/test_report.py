@@ -243,7 +243,7 @@ def test_best_epoch_metrics_are_labelled_as_selected_on_the_test_set(tmp_path):
     assert caption.search(best_tex)[1] == caption.search(tex)[1] + " (best epoch, chosen by test-set accuracy)"
 
 
-SIZES = {"size.target": 1000.0, "size.aux": 2000.0, "size.test": 600.0}
+SIZES = {"size.target": 1000.0, "size.aux": 2299.0, "size.test": 600.0}
 RUNS = [{"date": "2026-12-01T10:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"},
         {"date": "2026-12-02T09:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"}]
 
@@ -256,7 +256,7 @@ def test_every_output_names_its_data_overrides_seeds_schedule_and_code(tmp_path)
                for t in spec.trials("synthetic", sets, 3)]
     out = experiment(tmp_path, "modules", "synthetic", records, seeds=3, overrides=sets, runs=RUNS)
     written = render_experiment(out)
-    line = ("target synthetic (1000 train, 600 test images); aux affectnet (2000 train images, data.aux_ratio 1); "
+    line = ("target synthetic (1000 train, 600 test images); aux affectnet (2299 train images, data.aux_ratio 0.1); "
             "--set train.epochs=4; seeds 0, 1, 2; 4 epochs (2 of selection); sspa-ray 0.1.0, git abcdef12; "
             "run 2026-12-01, resumed 2026-12-02")
     assert written["md"].read_text().startswith(f"Provenance: {line}.\n")

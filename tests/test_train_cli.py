@@ -14,7 +14,7 @@ from sspa_ray.data import synthetic
 
 FAST = [
     "--set", "model.backbone=small", "--set", "data.image_size=16", "--set", "train.epochs=3",
-    "--set", "train.selection_epochs=2", "--set", "data.aux_ratio=1.0", "--set", "train.batch_size=32",
+    "--set", "train.selection_epochs=2", "--set", "data.aux_ratio=0.1", "--set", "train.batch_size=32",
     "--set", "train.num_threads=1", "--set", "model.pretrained=none",
 ]
 
@@ -23,7 +23,7 @@ FAST = [
 def data_root(tmp_path_factory):
     """A small benchmark written in the official RAF-DB and AffectNet layouts."""
     root = tmp_path_factory.mktemp("datasets")
-    synthetic.generate(root, seed=0, scale=0.2, progress=False)
+    synthetic.generate(root, seed=0, scale=0.1, progress=False)
     return root
 
 

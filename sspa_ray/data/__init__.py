@@ -35,6 +35,7 @@ class Split:
     images: np.ndarray  # uint8 [N, H, W, 3], usually a read-only np.memmap of the cache
     labels: np.ndarray  # int64 [N], canonical class indices (sspa_ray.labels.CLASSES)
     paths: list[str]    # dataset-relative paths, written to selection.csv
+    valence_arousal: np.ndarray | None = None  # float32 [N, 2] in [-1, 1] (AffectNet), else None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -46,6 +47,9 @@ class JointData:
     aux_train: Split | None             # None when data.aux == "none" or data.aux_ratio == 0
     test: Split                         # the target's test split (RAF-DB test, CAER-S test)
     aux_true_labels: np.ndarray | None  # int64 [N_aux], labels under the target's standard (synthetic only)
+    # float32 [N_target, 2], the target train split's true valence and arousal (synthetic only), to
+    # measure pseudo values predicted for it: RAF-DB and CAER-S carry none.
+    target_true_valence_arousal: np.ndarray | None = None
 
 
 def configured_root(root: str | os.PathLike | None) -> str | os.PathLike | None:
@@ -88,7 +92,8 @@ def load_split(dataset: str, split: str, root: str | os.PathLike, image_size: in
 
 
 def _decoded(listing: Listing, image_size: int, progress: bool) -> Split:
-    return Split(images=cached_images(listing, image_size, progress=progress), labels=listing.labels, paths=listing.paths)
+    return Split(images=cached_images(listing, image_size, progress=progress), labels=listing.labels, paths=listing.paths,
+                 valence_arousal=listing.valence_arousal)
 
 
 def stratified_subset(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
@@ -110,6 +115,7 @@ def _subset(split: Split, index: np.ndarray) -> Split:
         images=np.ascontiguousarray(split.images[index]),
         labels=split.labels[index],
         paths=[split.paths[i] for i in index],
+        valence_arousal=None if split.valence_arousal is None else split.valence_arousal[index],
     )
 
 
@@ -128,7 +134,9 @@ def load_joint_data(cfg: Config, *, progress: bool = True) -> JointData:
     if use_aux:
         listings.append(read_listing(cfg.data.aux, "train", root))
     target_train, test, *aux = (_decoded(listing, size, progress) for listing in listings)
-    aux_train = aux_true = None
+    aux_train = aux_true = target_va = None
+    if cfg.data.target == "synthetic":
+        target_va = synthetic.true_valence_arousal(root, target_train.paths)
     if use_aux:
         full = aux[0]
         aux_train = _subset(full, stratified_subset(full.labels, cfg.data.aux_ratio, cfg.train.seed))
@@ -138,11 +146,13 @@ def load_joint_data(cfg: Config, *, progress: bool = True) -> JointData:
             if missing:
                 raise DataError(f"{root / synthetic.GROUND_TRUTH} has no row for {missing[0]}; delete {root} to regenerate it")
             aux_true = np.array([truth[p] for p in aux_train.paths], dtype=np.int64)
-    return JointData(target_train=target_train, aux_train=aux_train, test=test, aux_true_labels=aux_true)
+    return JointData(target_train=target_train, aux_train=aux_train, test=test, aux_true_labels=aux_true,
+                     target_true_valence_arousal=target_va)
 
 
 def check_dataset(dataset: str, root: str | os.PathLike | None, *, progress: bool = True) -> dict:
-    """Class counts per split, dropped rows and problems; every image is decoded once to find bad ones.
+    """Class counts per split, dropped rows, problems and (AffectNet) the ranges of valence and arousal
+    per split; every image is decoded once to find bad ones.
 
     Structural problems (a missing folder, a malformed line, a missing column) and unreadable
     images raise DataError naming the file; softer findings are listed under "problems".
@@ -151,12 +161,14 @@ def check_dataset(dataset: str, root: str | os.PathLike | None, *, progress: boo
     if dataset not in READERS:
         raise DataError(f"unknown dataset '{dataset}': expected one of {', '.join(READERS)}")
     report: dict = {"dataset": dataset, "root": str(root / dataset)}
-    dropped, problems, bad = {}, [], []
+    dropped, problems, bad, affect = {}, [], [], {}
     for split in READERS[dataset].SPLITS:
         listing = read_listing(dataset, split, root)
         counts = np.bincount(listing.labels, minlength=NUM_CLASSES)
         report[split] = {name: int(n) for name, n in zip(CLASSES, counts)}
         dropped[split] = listing.dropped
+        if listing.valence_arousal is not None:
+            affect[split] = _ranges(listing.valence_arousal)
         problems += listing.problems
         problems += [f"{split}: no images of class {name}" for name, n in report[split].items() if n == 0]
         # A small decode size is enough to prove each file is readable; JPEGs decode at 1/8 scale.
@@ -167,5 +179,15 @@ def check_dataset(dataset: str, root: str | os.PathLike | None, *, progress: boo
         more = f" (and {len(bad) - 1} more unreadable images)" if len(bad) > 1 else ""
         raise DataError(bad[0] + more)
     report["dropped"] = dropped
+    if affect:
+        report["valence_arousal"] = affect
     report["problems"] = problems
     return report
+
+
+def _ranges(valence_arousal: np.ndarray) -> dict:
+    """min, max and mean of valence and of arousal (kept rows: all in [-1, 1])."""
+    return {
+        name: {"min": float(column.min()), "max": float(column.max()), "mean": float(column.mean())}
+        for name, column in zip(("valence", "arousal"), valence_arousal.T.astype(np.float64))
+    }

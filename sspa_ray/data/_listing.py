@@ -30,6 +30,7 @@ class Listing:
     crop: str                  # crop policy, one of CROP_*
     dropped: dict[str, int] = field(default_factory=dict)   # rows left out on purpose, by reason
     problems: list[str] = field(default_factory=list)       # things a user should look at; not fatal
+    valence_arousal: np.ndarray | None = None  # float32 [N, 2] in [-1, 1] where the dataset has them (AffectNet)
 
     def __len__(self) -> int:
         return len(self.paths)

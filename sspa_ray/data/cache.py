@@ -53,13 +53,16 @@ def cache_key(listing: Listing, size: int) -> str:
     digest = hashlib.sha256(
         f"v{FORMAT_VERSION}\n{listing.dataset}\n{listing.split}\n{size}\n{listing.crop}\n".encode()
     )
-    for i, rel in enumerate(listing.paths):
-        path = listing.base / rel
+    # Every trial computes this key, so it runs on plain strings: pathlib's joins cost 3x the
+    # stat calls themselves (0.6 s for the 23,690 rows of the synthetic aux list).
+    base = str(listing.base)
+    for rel, box in zip(listing.paths, listing.boxes.tolist()):
+        path = os.path.join(base, rel)
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except FileNotFoundError:
             raise DataError(f"missing image {path}: restore it or remove its entry from the label file") from None
-        digest.update(f"{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\t{listing.boxes[i].tolist()}\n".encode())
+        digest.update(f"{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\t{box}\n".encode())
     return digest.hexdigest()[:20]
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from sspa_ray.config import MODULES, SYNTHETIC_PRETRAINED, Config, make_config
-from sspa_ray.data import configured_root, data_root, read_listing
+from sspa_ray.data import configured_root, data_root, read_listing, synthetic
 from sspa_ray.engine import pretrain
 from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
@@ -117,6 +117,7 @@ class ExperimentPlan(abc.ABC):
     storage_given: bool = False             # --storage was on the command line
     notes: list[str] = field(default_factory=list)  # warnings to print before training (horizon)
     pretrained: list[Any] = field(default_factory=list)  # built-in backbones' recipes to build first
+    synthetic: list[tuple[int, float]] = field(default_factory=list)  # (seed, scale) of synthetic benchmarks to generate first
     # --logger: Ray's logger callbacks (sspa_ray.tracking.LOGGERS); None: an experiment of a version
     # that let Tune pick its default loggers, resumed as it started.
     loggers: list[str] | None = field(default_factory=lambda: list(DEFAULT_LOGGERS))
@@ -258,9 +259,12 @@ class ExperimentPlan(abc.ABC):
                 (self.out / name).write_text(text, encoding="utf-8")
         return f"{self.out} had no {PLAN_FILE}: recovered it and {SPEC_FILE} from {self.experiment_path}"
 
-    def prepare_backbones(self) -> None:
-        """Build the built-in pretrained backbones on this node before Ray starts, with a progress bar
-        on the terminal; trials on other nodes build their own copy under the same lock."""
+    def prepare_node(self) -> None:
+        """Generate the synthetic benchmarks and build the built-in pretrained backbones on this node
+        before Ray starts, with a progress bar on the terminal and every core free to draw the faces;
+        trials on other nodes build their own copy under the same lock."""
+        for seed, scale in self.synthetic:
+            synthetic.ensure(seed, scale)
         for recipe in self.pretrained:
             pretrain.ensure(recipe)
 
@@ -338,7 +342,8 @@ class SearchPlan(ExperimentPlan):
         _check_data(configs, dry_run=dry_run)
         plan = cls(name=name or space.name, target=target, sets=dict(sets), seeds=seeds,
                    spec_text=space.path.read_text(encoding="utf-8"), metric=space.metric, mode=space.mode,
-                   resources=resources.check(), space=space, notes=_notes(configs), pretrained=_recipes(configs))
+                   resources=resources.check(), space=space, notes=_notes(configs), pretrained=_recipes(configs),
+                   synthetic=_benchmarks(configs))
         return plan._place(out, storage)
 
     def _distinct_keys(self) -> list[str]:
@@ -430,7 +435,8 @@ class AblationPlan(ExperimentPlan):
         _check_data(configs, dry_run=dry_run)
         plan = cls(name=name or spec.name, target=target, sets=dict(sets), seeds=spec.seeds if seeds is None else seeds,
                    spec_text=spec.text(), metric=spec.metrics[0], mode="max", resources=resources.check(),
-                   spec=spec, trials=trials, notes=_notes(configs), pretrained=_recipes(configs))
+                   spec=spec, trials=trials, notes=_notes(configs), pretrained=_recipes(configs),
+                   synthetic=_benchmarks(configs))
         return plan._place(out, storage)
 
     def _distinct_keys(self) -> list[str]:
@@ -568,6 +574,11 @@ def _check_schedule(space: SearchSpace, configs: list[Config], base: Config) -> 
 def _recipes(configs: Iterable[Config]) -> list[pretrain.Recipe]:
     """The built-in pretrained backbones the trials start from (model.pretrained=synthetic-faces)."""
     return list(dict.fromkeys(pretrain.recipe_for(c) for c in configs if c.model.pretrained == SYNTHETIC_PRETRAINED))
+
+
+def _benchmarks(configs: Iterable[Config]) -> list[tuple[int, float]]:
+    """The synthetic benchmarks (seed, scale) the trials read."""
+    return list(dict.fromkeys((c.data.synthetic_seed, c.data.synthetic_scale) for c in configs if c.data.target == "synthetic"))
 
 
 def _notes(configs: Iterable[Config]) -> list[str]:

@@ -3,7 +3,7 @@
 Every output of `sspa-ray report` names the data it came from (the target and the aux set with
 their sizes), the ``--set`` overrides, the seeds, the schedule, and the code and date of the run:
 
-    target synthetic (1000 train, 600 test images); aux affectnet (2000 train images, data.aux_ratio 1);
+    target synthetic (1000 train, 600 test images); aux affectnet (2299 train images, data.aux_ratio 0.1);
     --set train.epochs=2; seed 0; 2 epochs (1 of selection); sspa-ray 0.1.0, git 1a2b3c4d; run 2026-12-05
 
 Markdown and HTML carry it as a line, LaTeX as a comment, plots as a footer; CSV has no room for
