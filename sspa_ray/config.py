@@ -23,7 +23,7 @@ AUX_DATASETS = ("affectnet", "none")
 BACKBONES = ("small", "resnet18", "arm")
 # The joint-training methods (method.name), each one file under engine/methods/ registered by this
 # name; the engine checks that its registry and this tuple agree (tests/test_methods.py).
-METHODS = ("sspa_jt", "scn")
+METHODS = ("sspa_jt", "scn", "dcjt")
 # method.recipe: the optimiser recipe. `shared` gives every method the same SGD + cosine schedule
 # (train.*), the controlled comparison; `own` uses the method's published recipe where it has one.
 RECIPES = ("shared", "own")
@@ -59,7 +59,8 @@ MODULES: dict[str, tuple[str, str]] = {
 
 @dataclass
 class MethodConfig:
-    name: str = _f("sspa_jt", choices=METHODS, help="joint-training method; modules.* are SSPA-JT's options, scn.* SCN's")
+    name: str = _f("sspa_jt", choices=METHODS,
+                   help="joint-training method; modules.* are SSPA-JT's options, scn.* SCN's, dcjt.* DCJT's")
     recipe: str = _f("shared", choices=RECIPES,
                      help="optimiser: shared = train.* SGD + cosine for every method; own = the method's published recipe")
 
@@ -76,6 +77,17 @@ class SCNConfig:
                             help="who may be relabelled: batch = any sample (the code), low = the low-importance group (the paper)")
     gamma: float | None = _f(None, lo=0.0, lo_open=True, hi=1.0, hi_open=True,
                              help="none = CE + rank loss (the code); a value = gamma*rank + (1-gamma)*CE (the paper)")
+
+
+@dataclass
+class DCJTConfig:
+    va_weight: float = _f(-1.0, lo=-1.0, hi=1000.0,
+                          help="lambda: weight of the valence/arousal MSE beside the CE; -1 = 15 (its config) with method.recipe=own, 1 with the shared SGD")
+    aux_period: int = _f(-1, lo=-1, hi=10000, help="a pass over the aux set every N epochs; -1 = 10 of 120, scaled")
+    aux_start: int = _f(-1, lo=-1, hi=10000, help="no aux pass before this 0-based epoch; -1 = 30 of 120, scaled")
+    aux_labels: str | None = _f(None, help="DCJT's relabelled aux list ('path label valence arousal'); none = approximate")
+    annotator_epochs: int = _f(3, lo=1, hi=1000,
+                               help="epochs of the annotator that predicts the target's valence/arousal (and approx. labels)")
 
 
 @dataclass
@@ -137,6 +149,7 @@ class TrainConfig:
 class Config:
     method: MethodConfig = field(default_factory=MethodConfig)
     scn: SCNConfig = field(default_factory=SCNConfig)
+    dcjt: DCJTConfig = field(default_factory=DCJTConfig)
     modules: ModulesConfig = field(default_factory=ModulesConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
     ssm: SSMConfig = field(default_factory=SSMConfig)

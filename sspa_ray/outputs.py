@@ -28,6 +28,9 @@ SELECTION_FIGURES = ("clean_share", "selection_precision", "selection_recall", "
 # of those relabels that are right, the correct aux labels relabelling broke, the low-importance
 # groups' noise rate (against 1 - aux_base_rate).
 RELABEL_FIGURES = ("relabelled_share", "relabel_precision", "relabel_broken", "low_importance_noise")
+# DCJT's inputs measured against the ground truth (the synthetic benchmark): the RMSE of the target's
+# pseudo valence/arousal, and the share of the aux labels it trains with that are the true ones.
+DCJT_FIGURES = ("pseudo_va_rmse", "aux_label_accuracy")
 # The engine picks its best epoch by this metric (metrics.json "best"); ties keep the earlier epoch.
 BEST_BY = "accuracy"
 
@@ -55,6 +58,7 @@ class Stage(_Word):
     PA = "PA"   # paired augmentation
     JOINT = "JT"  # one stage for methods without SSPA-JT's two (SCN before it relabels)
     RELABEL = "RL"  # SCN's epochs that relabel
+    AUX_PASS = "AX"  # DCJT's epochs with a class-balanced pass over the aux set after the target's
 
 
 class Verdict(_Word):

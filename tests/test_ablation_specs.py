@@ -99,13 +99,15 @@ def test_ratio_presets_are_tables_8_and_9(name, modules):
 @pytest.mark.parametrize("target, share", [("rafdb", 0.1), ("caers", 0.2)])
 def test_strategies_are_tables_3_and_4(target, share):
     spec, trials = configs("strategies", target)
-    assert len(trials) == 8
+    assert len(trials) == 10
     arm = [c for _, c in trials if c.model.backbone == "arm"]
     assert arm[0].data.aux_ratio == 0 and pattern(arm[0]) == ALL_OFF
     assert arm[1].data.aux == "affectnet" and arm[1].data.aux_ratio == 1.0 and pattern(arm[1]) == ALL_OFF
     assert arm[2].method.name == "scn" and arm[2].data.aux_ratio == 1.0
-    assert arm[3].data.aux_ratio == share and pattern(arm[3]) == ALL_ON and arm[3].method.name == "sspa_jt"
-    assert spec.reference.lookup(target, {"model.backbone": "arm"}, 3)["accuracy"] == {"rafdb": 92.44, "caers": 98.22}[target]
+    assert arm[3].method.name == "dcjt" and arm[3].data.aux_ratio == 1.0
+    assert arm[4].data.aux_ratio == share and pattern(arm[4]) == ALL_ON and arm[4].method.name == "sspa_jt"
+    assert spec.reference.lookup(target, {"model.backbone": "arm"}, 4)["accuracy"] == {"rafdb": 92.44, "caers": 98.22}[target]
+    assert spec.reference.lookup(target, {"model.backbone": "arm"}, 3)["accuracy"] == {"rafdb": 92.24, "caers": 94.57}[target]
     assert spec.reference.lookup(target, {"model.backbone": "resnet18"}, 2)["accuracy"] == {"rafdb": 88.14, "caers": 84.31}[target]
 
 

@@ -30,11 +30,12 @@ TINY_YAML = "".join(f"  {k}: {v}\n" for k, v in TINY.items())
 def test_paper_suite_shares_trials_across_tables():
     rafdb = paper_suite("rafdb")
     trials = rafdb.trials("rafdb", {})
-    # 75 trials when the six presets run one by one; 14 of them repeat another table's run.
-    assert rafdb.separate_trials("rafdb", {}) == 75 and len(trials) == 61
+    # 77 trials when the six presets run one by one; 14 of them repeat another table's run.
+    assert rafdb.separate_trials("rafdb", {}) == 77 and len(trials) == 63
     feeds = sorted(sorted(t.feeds) for t in trials if len(t.feeds) > 1)
-    assert [("table_3", 3), ("table_5", 8), ("table_6", 2), ("table_7", 2), ("table_8", 3)] in feeds  # ARM SSPA-JT
+    assert [("table_3", 4), ("table_5", 8), ("table_6", 2), ("table_7", 2), ("table_8", 3)] in feeds  # ARM SSPA-JT
     assert sum(t.feeds == [("table_3", 2)] for t in trials) == 2  # SCN, both backbones: Table 3's alone
+    assert sum(t.feeds == [("table_3", 3)] for t in trials) == 2  # DCJT likewise
     assert feeds.count([("table_5", 0), ("table_9", 3)]) == 2        # "none" = 10% direct merge, both backbones
     assert feeds.count([("table_3", 0), ("table_8", 0), ("table_9", 0)]) == 2   # the target alone
     assert list(paper_suite("caers").tables) == ["table_4"]
@@ -59,10 +60,10 @@ def test_dry_run_of_the_paper_on_rafdb_lists_tables_shared_trials_and_an_estimat
                        "--dry-run", "--throughput", "400", "--gpus-per-trial", "1", "--out", str(out)])
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    assert "6 tables (table_3, table_5, table_6, table_7, table_8, table_9), 61 distinct trials (75 if each table ran on its own)" in text
+    assert "6 tables (table_3, table_5, table_6, table_7, table_8, table_9), 63 distinct trials (77 if each table ran on its own)" in text
     assert "table_3[SSPA-JT (target's aux share)], table_5[SSM + D_T fixed + MoE + PAM], table_6[moe.experts=3]" in text
     assert "resources per trial: 1 CPU and 1 GPU" in text
-    assert "of GPU time for 61 trials (throughput given with --throughput" in text and "on 8 GPUs" in text
+    assert "of GPU time for 63 trials (throughput given with --throughput" in text and "on 8 GPUs" in text
     assert not out.exists()  # nothing written, no Ray
 
 
@@ -158,7 +159,7 @@ def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out / "results.parquet")
     suite = paper_suite("synthetic")
-    assert len(frame) == len(suite.trials("synthetic", TINY)) == 40 and (frame["status"] == "completed").all()
+    assert len(frame) == len(suite.trials("synthetic", TINY)) == 41 and (frame["status"] == "completed").all()
     # Every trial once: no two rows share a configuration and seed.
     config_columns = [c for c in frame.columns
                       if c.startswith(("method.", "modules.", "moe.", "pam.", "data.aux", "train.seed"))]
@@ -176,7 +177,7 @@ def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_
         assert (out / plot).is_file(), plot
     combined = (out / "table.md").read_text().split("\n\n")
     assert combined[0].startswith("Provenance: target synthetic (") and "--set data.synthetic_scale=0.1" in combined[0]
-    assert combined[1].startswith("40 distinct trials fill the rows of 6 tables")
+    assert combined[1].startswith("41 distinct trials fill the rows of 6 tables")
     assert json.loads((out / "experiment.json").read_text())["suite"] == "paper"
 
     # --resume continues the same suite: nothing is run again.

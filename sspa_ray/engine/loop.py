@@ -45,8 +45,9 @@ from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import latest_checkpoint, prune_checkpoints, save_checkpoint
 from sspa_ray.engine.epoch_plan import EpochPlan
 from sspa_ray.engine.evaluate import predict_classes
+from sspa_ray.engine.failures import TrainingDiverged, TrainingOutOfMemory
 from sspa_ray.engine.images import DeviceImages, keep_data_on_device, pick_device
-from sspa_ray.engine.methods import JointMethod, build_method
+from sspa_ray.engine.methods import JointMethod, build_method, prepare_method
 from sspa_ray.engine.metrics import classification_metrics
 from sspa_ray.engine.pam import mixup
 from sspa_ray.engine.rng import rng_state, seed_of, set_rng_state
@@ -54,26 +55,6 @@ from sspa_ray.engine.run_files import write_metrics
 from sspa_ray.errors import ConfigError
 from sspa_ray.model import build_model
 from sspa_ray.outputs import BEST_BY, CHECKPOINTS_DIR, METRICS, Stage
-
-
-class TrainingDiverged(RuntimeError):
-    """The epoch's loss was NaN or infinite."""
-
-    def __init__(self, epoch: int, loss: float):
-        self.epoch, self.loss = epoch, loss
-        super().__init__(f"training diverged in epoch {epoch}: loss {loss}; try a lower train.lr")
-
-
-class TrainingOutOfMemory(RuntimeError):
-    """The device ran out of memory; the message says which batch size and what to try."""
-
-    def __init__(self, cfg: Config):
-        t = cfg.train
-        super().__init__(
-            f"out of memory at train.batch_size={t.batch_size} (train.eval_batch_size={t.eval_batch_size}, "
-            f"data.image_size={cfg.data.image_size}): lower train.batch_size, set train.precision=bf16, "
-            "set train.data_on_device=false, or give each trial more of the GPU (--gpus-per-trial)"
-        )
 
 
 @dataclass(frozen=True)
@@ -96,10 +77,11 @@ class Trainer:
     """One run of one method. ``fit()`` is the usual entry point; the object exposes its parts for tests.
 
     `data` is the loaded JointData; `model_cfg` is `cfg` with the built-in pretrained backbone
-    resolved to its file (pretrain.resolved; fit() does both), so building the Trainer trains nothing.
+    resolved to its file (pretrain.resolved); `prepared` is the method's setup (prepare_method).
+    fit() does all three, so building the Trainer trains nothing.
     """
 
-    def __init__(self, cfg: Config, run_dir, *, data, model_cfg: Config | None = None,
+    def __init__(self, cfg: Config, run_dir, *, data, model_cfg: Config | None = None, prepared: dict | None = None,
                  log: Callable[[str], None] = print):
         self.cfg = cfg.validate()
         self.run_dir = Path(run_dir)
@@ -117,7 +99,7 @@ class Trainer:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision) if cuda else None
 
         self.data = data
-        self.method: JointMethod = build_method(cfg, data, self.device)
+        self.method: JointMethod = build_method(cfg, data, self.device, prepared)
         parts = [data.target_train] + ([data.aux_train] if data.aux_train is not None else [])
         self.num_samples = self.method.num_samples
         images = [p.images for p in parts]
@@ -299,7 +281,7 @@ class Trainer:
             with self.autocast():
                 out = model(x)
             # The per-sample loss, averaged over the global batch's samples that count.
-            weighted, count = (method.sample_loss(out, y) * weight).sum(), weight.sum()
+            weighted, count = (method.sample_loss(out, y, ids) * weight).sum(), weight.sum()
             loss = weighted / plan.norm[step]
             extra = method.batch_loss(out)
             if extra is not None:
@@ -378,7 +360,9 @@ def fit(cfg: Config, run_dir, *, data=None, report=None, resume: bool = False, l
 
         data = load_joint_data(cfg, progress=is_main)
     model_cfg = pretrain.resolved(cfg)  # the built-in pretrained backbone, trained on first use
+    prepared = prepare_method(cfg, data, model_cfg, progress=is_main)  # cached like the backbone
     try:
-        return Trainer(cfg, run_dir, data=data, model_cfg=model_cfg, log=log).run(report=report, resume=resume)
+        trainer = Trainer(cfg, run_dir, data=data, model_cfg=model_cfg, prepared=prepared, log=log)
+        return trainer.run(report=report, resume=resume)
     except torch.OutOfMemoryError as exc:
         raise TrainingOutOfMemory(cfg) from exc

@@ -31,10 +31,10 @@ from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.storage import storage_filesystem, storage_join
-from sspa_ray.outputs import (BEST_BY, DIVERGED_KEY, METRICS, METRICS_FILE, RELABEL_FIGURES, RESULTS_FILE,
-                              SELECTION_FIGURES, SELECTION_FILE, SIZE_COLUMNS, Status)
+from sspa_ray.outputs import (BEST_BY, DCJT_FIGURES, DIVERGED_KEY, METRICS, METRICS_FILE, RELABEL_FIGURES,
+                              RESULTS_FILE, SELECTION_FIGURES, SELECTION_FILE, SIZE_COLUMNS, Status)
 
-EXTRA = (*SELECTION_FIGURES, *RELABEL_FIGURES)
+EXTRA = (*SELECTION_FIGURES, *RELABEL_FIGURES, *DCJT_FIGURES)
 # Per-epoch series of SSM's selection and SCN's relabelling, one list per trial, for their plots.
 SERIES = ("clean_share", "selection_precision", "selection_recall", *RELABEL_FIGURES)
 COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,

@@ -7,12 +7,17 @@ config section; nothing else in the engine changes.
 
 from __future__ import annotations
 
-from sspa_ray.engine.methods import scn, sspa_jt  # noqa: F401  (importing a method registers it)
+from sspa_ray.engine.methods import dcjt, scn, sspa_jt  # noqa: F401  (importing a method registers it)
 from sspa_ray.engine.methods.base import METHODS, JointMethod, register_method
 
 
-def build_method(cfg, data, device) -> JointMethod:
-    return METHODS[cfg.method.name](cfg, data, device)
+def prepare_method(cfg, data, model_cfg, *, progress: bool = True) -> dict | None:
+    """The setup of method.name that may train or read something, before the Trainer is built."""
+    return METHODS[cfg.method.name].prepare(cfg, data, model_cfg, progress=progress)
 
 
-__all__ = ["METHODS", "JointMethod", "build_method", "register_method"]
+def build_method(cfg, data, device, prepared: dict | None = None) -> JointMethod:
+    return METHODS[cfg.method.name](cfg, data, device, prepared)
+
+
+__all__ = ["METHODS", "JointMethod", "build_method", "prepare_method", "register_method"]

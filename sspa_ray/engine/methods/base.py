@@ -7,6 +7,7 @@ methods, and the Trainer never asks which method it holds:
 - ``head``: the layers after the backbone's pooled feature, and ``probabilities``, the test-time
   class probabilities from the head's output;
 - ``plan``: each epoch's data order, per-sample loss weights and labels (and PAM's pairing);
+- ``prepare``: setup before the Trainer exists (DCJT's annotator), cached;
 - ``sample_loss`` / ``batch_loss``: the loss of a step, from the head's output;
 - ``observe``: what it records during a step; ``end_epoch``: what it does with that afterwards;
 - ``record``: its figures of the epoch (selection or relabelling quality) for metrics.json;
@@ -34,7 +35,13 @@ class JointMethod(abc.ABC):
 
     name: ClassVar[str]  # the value of method.name
 
-    def __init__(self, cfg: Config, data, device: torch.device):
+    @classmethod
+    def prepare(cls, cfg: Config, data, model_cfg: Config, *, progress: bool = True) -> dict | None:
+        """Setup that may train or read something (cached), done by fit() before the Trainer is built;
+        its result reaches the constructor as `prepared`. DCJT: the target's pseudo valence/arousal."""
+        return None
+
+    def __init__(self, cfg: Config, data, device: torch.device, prepared: dict | None = None):
         self.cfg = cfg
         self.data = data
         self.device = device
@@ -77,8 +84,9 @@ class JointMethod(abc.ABC):
         """[num_samples] on the device: every training sample's label for the next epoch (default: the given)."""
         return self.labels_device
 
-    def sample_loss(self, out, y: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss [B] of the head's output against labels y; weighted and averaged by the Trainer."""
+    def sample_loss(self, out, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss [B] of the head's output against labels y (of training samples `ids`); the Trainer
+        weighs and averages it."""
         return F.cross_entropy(out.float(), y, reduction="none")
 
     def batch_loss(self, out) -> torch.Tensor | None:

@@ -86,7 +86,7 @@ def relabel_epoch(cfg) -> int:
 class SCN(JointMethod):
     name = "scn"
 
-    def __init__(self, cfg, data, device):
+    def __init__(self, cfg, data, device, prepared=None):
         super().__init__(cfg, data, device)
         s = cfg.scn
         # gamma = None: the code's CE + rank loss; else the paper's gamma * rank + (1 - gamma) * CE.
@@ -118,7 +118,7 @@ class SCN(JointMethod):
     def train_labels(self) -> torch.Tensor:
         return self.current
 
-    def sample_loss(self, out, y: torch.Tensor) -> torch.Tensor:
+    def sample_loss(self, out, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         return self.ce_weight * F.cross_entropy(out[0].float(), y, reduction="none")
 
     def batch_loss(self, out) -> torch.Tensor | None:

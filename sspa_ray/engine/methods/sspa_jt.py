@@ -31,7 +31,7 @@ from sspa_ray.outputs import Stage
 class SSPAJT(JointMethod):
     name = "sspa_jt"
 
-    def __init__(self, cfg, data, device):
+    def __init__(self, cfg, data, device, prepared=None):
         super().__init__(cfg, data, device)
         is_target = torch.arange(self.num_samples) < self.n_target
         self.selector = SampleSelector(self.num_samples, cfg.experts, NUM_CLASSES, cfg.ssm.momentum,
@@ -68,7 +68,7 @@ class SSPAJT(JointMethod):
             plan.weight = to_device(trained, self.device, torch.float32)
         return plan
 
-    def sample_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def sample_loss(self, out: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         # The mean over the k experts of each one's cross-entropy.
         k = out.shape[0]
         return F.cross_entropy(out.float().flatten(0, 1), y.repeat(k), reduction="none").view(k, -1).mean(0)
