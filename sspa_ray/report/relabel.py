@@ -45,7 +45,10 @@ def plot_relabelling(spec: AblationSpec, results: pd.DataFrame, exp_dir: Path, *
         for column, name in SERIES.items():
             series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for v in of_row[column]]
             length = min(len(s) for s in series)
-            ax.plot(np.arange(1, length + 1), np.nanmean([s[:length] for s in series], axis=0), marker=".", label=name)
+            stacked = np.array([s[:length] for s in series])
+            seen = np.isfinite(stacked).sum(axis=0)  # epochs before the first relabel have no precision yet
+            mean = np.where(seen > 0, np.nansum(stacked, axis=0) / np.maximum(seen, 1), np.nan)
+            ax.plot(np.arange(1, length + 1), mean, marker=".", label=name)
         ax.axhline(1 - float(of_row["aux_base_rate"].mean()), color="grey", linestyle="--", label="aux noise rate")
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("share of aux samples", fontsize=8)
