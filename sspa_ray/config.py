@@ -82,12 +82,14 @@ class SCNConfig:
 @dataclass
 class DCJTConfig:
     va_weight: float = _f(-1.0, lo=-1.0, hi=1000.0,
-                          help="lambda: weight of the valence/arousal MSE beside the CE; -1 = 15 (its config) with method.recipe=own, 1 with the shared SGD")
+                          help="lambda: weight of the valence/arousal MSE beside the CE; -1 = 15 (its config) with method.recipe=own, 0.1 with the shared SGD")
     aux_period: int = _f(-1, lo=-1, hi=10000, help="a pass over the aux set every N epochs; -1 = 10 of 120, scaled")
     aux_start: int = _f(-1, lo=-1, hi=10000, help="no aux pass before this 0-based epoch; -1 = 30 of 120, scaled")
     aux_labels: str | None = _f(None, help="DCJT's relabelled aux list ('path label valence arousal'); none = approximate")
-    annotator_epochs: int = _f(3, lo=1, hi=1000,
-                               help="epochs of the annotator that predicts the target's valence/arousal (and approx. labels)")
+    annotator_epochs: int = _f(-1, lo=-1, hi=10000,
+                               help="epochs of the annotator that predicts the target's valence/arousal (and approx. labels); -1 = train.epochs")
+    relabel_margin: float = _f(0.2, lo=0.0, hi=1.0,
+                               help="approx. labels: an aux image takes the annotator's class when its probability beats the given label's by this")
 
 
 @dataclass

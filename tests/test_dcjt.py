@@ -13,7 +13,7 @@ from sspa_ray.config import make_config
 from sspa_ray.data import JointData, Split
 from sspa_ray.data.relabelled_list import read_relabelled_list
 from sspa_ray.engine import fit
-from sspa_ray.engine.methods.dcjt import aux_epochs, balanced_draws, va_weight
+from sspa_ray.engine.methods.dcjt import approximate_relabels, aux_epochs, balanced_draws, va_weight
 from sspa_ray.errors import ConfigError, DataError
 from sspa_ray.labels import CLASS_INDEX
 from test_engine import BASE, easy_data, without_timing
@@ -36,9 +36,9 @@ def test_the_aux_schedule_keys_override_the_scaling():
     assert aux_epochs(make_config("synthetic", {"train.epochs": 10, "dcjt.aux_start": 10})) == []
 
 
-def test_lambda_is_the_references_with_its_adam_and_one_with_the_shared_sgd():
+def test_lambda_is_the_references_with_its_adam_and_a_tenth_with_the_shared_sgd():
     assert va_weight(make_config("synthetic", {"method.recipe": "own"})) == 15
-    assert va_weight(make_config("synthetic", {})) == 1
+    assert va_weight(make_config("synthetic", {})) == 0.1
     assert va_weight(make_config("synthetic", {"dcjt.va_weight": 4})) == 4
 
 
@@ -49,6 +49,14 @@ def test_the_aux_sampler_draws_every_class_equally_often_with_replacement():
     assert shares[[3, 4, 6]].tolist() == [0, 0, 0]
     assert shares[[0, 1, 2, 5]] == pytest.approx([0.25] * 4, abs=0.015)
     assert len(np.unique(drawn[labels[drawn] == 5])) == 1  # the one image of class 5, drawn ~10,000 times
+
+
+def test_the_approximate_relabelling_takes_only_a_confident_disagreement():
+    probabilities = np.array([[0.70, 0.20, 0.10],   # given 1: 0.70 - 0.20 = 0.50 > 0.2, relabelled to 0
+                              [0.45, 0.35, 0.20],   # given 1: 0.45 - 0.35 = 0.10, kept
+                              [0.10, 0.10, 0.80]])  # given 2, its argmax: kept
+    assert approximate_relabels(probabilities, np.array([1, 1, 2]), 0.2).tolist() == [0, 1, 2]
+    assert approximate_relabels(probabilities, np.array([1, 1, 2]), 0.05).tolist() == [0, 0, 2]
 
 
 AUX_PATHS = ["Manually_Annotated_Images/1/a.jpg", "Manually_Annotated_Images/1/b.jpg", "Manually_Annotated_Images/2/c.jpg"]
@@ -111,7 +119,7 @@ def va_data(seed=0) -> JointData:
                      target_true_valence_arousal=va(data.target_train.labels))
 
 
-DCJT = {**BASE, "method.name": "dcjt", "dcjt.annotator_epochs": 2}
+DCJT = {**BASE, "method.name": "dcjt", "dcjt.annotator_epochs": 3}
 
 
 def test_dcjt_trains_with_aux_passes_on_schedule_and_measures_its_inputs(tmp_path):

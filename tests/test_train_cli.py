@@ -87,15 +87,19 @@ def test_sigkilled_cli_run_resumes_to_the_same_metrics(finished, data_root, tmp_
     assert (run / "selection.csv").read_text() == (reference / "selection.csv").read_text()
 
 
-def test_scn_trains_on_real_layouts_and_resumes_bit_identically_after_a_sigkill(data_root, tmp_path):
+@pytest.mark.parametrize("method,stages,figures", [
+    ("scn", ["JT", "RL", "RL"], {"relabelling": {"relabelled_share"}}),
+    ("dcjt", ["JT", "AX", "AX"], {"dcjt": {"aux_labels", "aux_images_used", "unmatched_list_lines"}}),
+])
+def test_a_rival_method_trains_on_real_layouts_and_resumes_bit_identically_after_a_sigkill(
+        data_root, tmp_path, method, stages, figures):
     args = ["--target", "rafdb", "--aux", "affectnet", "--data-root", str(data_root), *FAST,
-            "--set", "method.name=scn", "--set", "scn.relabel_epoch=2"]
+            "--set", f"method.name={method}", "--set", "scn.relabel_epoch=2", "--set", "dcjt.annotator_epochs=1"]
     reference = train(*args, "--out", str(tmp_path / "ref"))
     assert reference.exit_code == 0, reference.output
-    stages = [line.split()[2] for line in reference.output.splitlines() if line.startswith("epoch ")]
-    assert stages == ["JT", "RL", "RL"]
-    relabelling = json.loads((tmp_path / "ref" / "metrics.json").read_text())["relabelling"]
-    assert set(relabelling) == {"relabelled_share"}  # real layouts carry no ground truth
+    assert [line.split()[2] for line in reference.output.splitlines() if line.startswith("epoch ")] == stages
+    metrics = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    assert {section: set(metrics[section]) for section in figures} == figures  # real layouts: no ground truth
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SSPA_TEST_KILL_AT": "mid_epoch:3"}
     killed = subprocess.run([sys.executable, "-m", "sspa_ray.cli.main", "train", *args, "--out", str(run)], env=env,

@@ -35,7 +35,7 @@ from sspa_ray.engine.failures import TrainingDiverged
 from sspa_ray.engine.images import pick_device
 from sspa_ray.labels import NUM_CLASSES
 
-VERSION = 1  # bump when the training below changes its predictions
+VERSION = 2  # bump when the training below changes its predictions
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class AnnotatorRecipe:
 @dataclass
 class Annotation:
     target_valence_arousal: np.ndarray  # float32 [N_target, 2]
-    aux_labels: np.ndarray              # int64 [N_aux]: the class the target-trained head gives each aux image
+    aux_probabilities: np.ndarray       # float32 [N_aux, C]: the target-trained head's class probabilities
 
 
 def _data_hash(data, aux_va: np.ndarray) -> str:
@@ -72,7 +72,8 @@ def _data_hash(data, aux_va: np.ndarray) -> str:
 def recipe_for(cfg, data, aux_va: np.ndarray, model_cfg) -> AnnotatorRecipe:
     t = cfg.train
     return AnnotatorRecipe(backbone=cfg.model.backbone, pretrained=model_cfg.model.pretrained,
-                           image_size=cfg.data.image_size, seed=t.seed, epochs=cfg.dcjt.annotator_epochs,
+                           image_size=cfg.data.image_size, seed=t.seed,
+                           epochs=cfg.dcjt.annotator_epochs if cfg.dcjt.annotator_epochs > 0 else t.epochs,
                            batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                            data=_data_hash(data, aux_va))
 
@@ -87,7 +88,7 @@ def annotate(cfg, data, aux_va: np.ndarray, model_cfg, *, progress: bool = True)
             if not path.is_file():  # another process may have built it while we waited
                 _train(cfg, data, aux_va, model_cfg, recipe, path, progress)
     with np.load(path) as saved:
-        return Annotation(saved["target_valence_arousal"], saved["aux_labels"])
+        return Annotation(saved["target_valence_arousal"], saved["aux_probabilities"])
 
 
 def _train(cfg, data, aux_va: np.ndarray, model_cfg, recipe: AnnotatorRecipe, path: Path, progress: bool) -> None:
@@ -118,7 +119,7 @@ def _train(cfg, data, aux_va: np.ndarray, model_cfg, recipe: AnnotatorRecipe, pa
                 net.train()
                 order = torch.randperm(n, generator=generator)
                 for step in range(steps):
-                    ids = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+                    ids = order[step * recipe.batch_size : (step + 1) * recipe.batch_size].sort().values
                     x = augment(_gather(images, n_target, ids).to(device), on_device, padding,
                                 channels_last=channels_last)
                     out = net(x).float()
@@ -137,19 +138,20 @@ def _train(cfg, data, aux_va: np.ndarray, model_cfg, recipe: AnnotatorRecipe, pa
         raise TrainingDiverged(recipe.epochs, float("nan"))
     buffer = io.BytesIO()
     np.savez(buffer, target_valence_arousal=target_out[:, NUM_CLASSES:].clip(-1, 1).astype(np.float32),
-             aux_labels=aux_out[:, :NUM_CLASSES].argmax(1).astype(np.int64))
+             aux_probabilities=torch.softmax(torch.from_numpy(aux_out[:, :NUM_CLASSES]), 1).numpy().astype(np.float32))
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def _gather(images: list[np.ndarray], n_target: int, ids: torch.Tensor) -> torch.Tensor:
-    ids = ids.numpy()
-    rows = [images[0][i] if i < n_target else images[1][i - n_target] for i in ids]
-    return torch.from_numpy(np.stack(rows))
+    """The batch's uint8 images, target ids first then aux ids (one fancy index per split, not per image)."""
+    ids = np.sort(ids.numpy())
+    split = np.searchsorted(ids, n_target)
+    return torch.from_numpy(np.concatenate([images[0][ids[:split]], images[1][ids[split:] - n_target]]))
 
 
 @torch.no_grad()
 def _predict(net: torch.nn.Module, images: np.ndarray, device: torch.device, channels_last: bool) -> np.ndarray:
     net.eval()
-    out = [net(normalize(torch.from_numpy(np.asarray(images[a : a + 256])).to(device), channels_last=channels_last))
+    out = [net(normalize(torch.from_numpy(np.array(images[a : a + 256])).to(device), channels_last=channels_last))
            .float().cpu().numpy() for a in range(0, len(images), 256)]
     return np.concatenate(out)
