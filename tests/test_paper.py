@@ -17,6 +17,8 @@ from click.testing import CliRunner
 
 from _layouts import make_affectnet, make_rafdb
 from sspa_ray.cli.main import cli
+from sspa_ray.config import make_config
+from sspa_ray.orchestration.dryrun import EpochSizes
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.specs.search_space import load_search_space
@@ -105,6 +107,12 @@ def test_a_gpu_runs_dry_run_on_a_cpu_quotes_the_measured_gpu_figures(tmp_path, m
     assert isinstance(found, throughput.NoEstimate)
     assert found.reason.endswith("(measured for resnet18 at 224 px: NVIDIA H200 17000 img/s; "
                                  "NVIDIA H100 80GB HBM3 15000 img/s)")
+
+
+def test_dry_run_counts_the_synthetic_aux_set_at_the_paper_ratio():
+    # 1000 target images plus 10% of the 23,000 aux ones, in whole batches of 64; at 100%, 24,000.
+    assert EpochSizes()(make_config("synthetic")) == 3264
+    assert EpochSizes()(make_config("synthetic", {"data.aux_ratio": 1.0})) == 24000
 
 
 def test_dry_run_measures_the_engine_once_and_then_reads_the_cache(tmp_path):
