@@ -119,6 +119,16 @@ class DataConfig:
     synthetic_scale: float = _f(1.0, lo=0.01, hi=100.0, help="size multiplier of the synthetic benchmark")
     synthetic_seed: int = _f(0, lo=0, hi=2**31 - 1, help="seed of the synthetic benchmark")
 
+    @property
+    def is_synthetic(self) -> bool:
+        """Whether D_T is the built-in synthetic benchmark: rendered and cached here, no data.root."""
+        return self.target == "synthetic"
+
+    @property
+    def uses_aux(self) -> bool:
+        """Whether training draws on an aux set: one is named and its share is above zero."""
+        return self.aux != "none" and self.aux_ratio > 0
+
 
 @dataclass
 class ModelConfig:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class _Word(str, Enum):
+class Word(str, Enum):
     """A str enum that behaves as its value everywhere (f-strings, dict keys, csv, str())."""
 
     __str__ = str.__str__
@@ -35,7 +35,7 @@ DCJT_FIGURES = ("pseudo_va_rmse", "aux_label_accuracy")
 BEST_BY = "accuracy"
 
 
-class Status(_Word):
+class Status(Word):
     """A trial's status in results.parquet, in the order the tables list them."""
 
     COMPLETED = "completed"   # all epochs ran
@@ -51,7 +51,7 @@ FINISHED = (Status.COMPLETED, Status.STOPPED, Status.DIVERGED, Status.ERRORED)
 DIVERGED_KEY = Status.DIVERGED.value
 
 
-class Stage(_Word):
+class Stage(Word):
     """The stage of a training epoch: SSPA-JT's two (paper Algorithm 3), or one for the other methods."""
 
     SS = "SS"   # sample selection
@@ -61,7 +61,7 @@ class Stage(_Word):
     AUX_PASS = "AX"  # DCJT's epochs with a class-balanced pass over the aux set after the target's
 
 
-class Verdict(_Word):
+class Verdict(Word):
     """A paper claim's verdict in claims.md / claims.csv (report/claims.py decides it).
 
     Holds / contradicted / inconclusive come from a test (a paired t-test by seed, n >= 2). With
@@ -96,7 +96,7 @@ CHECKPOINTS_DIR = "checkpoints"    # epoch_NNNN/ folders
 RUN_OUTPUTS = (METRICS_FILE, SELECTION_FILE, LOG_FILE)
 
 # ---- an experiment folder (`sspa-ray tune|ablate --out DIR`) --------------------------------------
-class Kind(_Word):
+class Kind(Word):
     """experiment.json's ``kind``: which command started the experiment (--resume and report read it)."""
 
     TUNE = "tune"       # a search space (sspa-ray tune)

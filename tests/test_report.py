@@ -19,7 +19,7 @@ from scipy import stats
 
 from sspa_ray.config import KEYS, make_config
 from sspa_ray.report import render_experiment
-from sspa_ray.report.tables import rank_marks
+from sspa_ray.report.table_model import rank_marks
 from sspa_ray.specs import load_ablation
 
 METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")

@@ -122,25 +122,24 @@ def _subset(split: Split, index: np.ndarray) -> Split:
 def load_joint_data(cfg: Config, *, progress: bool = True) -> JointData:
     """Target train + aux share + target test, as `cfg` asks."""
     size = cfg.data.image_size
-    if cfg.data.target == "synthetic":
+    if cfg.data.is_synthetic:
         root = synthetic.ensure(cfg.data.synthetic_seed, cfg.data.synthetic_scale, progress=progress)
         target = "rafdb"  # the synthetic target is written in RAF-DB's layout, its aux in AffectNet's
     else:
         root, target = data_root(cfg.data.root), cfg.data.target
-    use_aux = cfg.data.aux != "none" and cfg.data.aux_ratio > 0
     # Read (and so validate) every label file first: a malformed line or a missing column in the
     # aux CSV is reported before minutes of decoding the target, not after.
     listings = [read_listing(target, "train", root), read_listing(target, "test", root)]
-    if use_aux:
+    if cfg.data.uses_aux:
         listings.append(read_listing(cfg.data.aux, "train", root))
     target_train, test, *aux = (_decoded(listing, size, progress) for listing in listings)
     aux_train = aux_true = target_va = None
-    if cfg.data.target == "synthetic":
+    if cfg.data.is_synthetic:
         target_va = synthetic.true_valence_arousal(root, target_train.paths)
-    if use_aux:
+    if cfg.data.uses_aux:
         full = aux[0]
         aux_train = _subset(full, stratified_subset(full.labels, cfg.data.aux_ratio, cfg.train.seed))
-        if cfg.data.target == "synthetic":
+        if cfg.data.is_synthetic:
             truth = synthetic.read_ground_truth(root)
             missing = [p for p in aux_train.paths if p not in truth]
             if missing:

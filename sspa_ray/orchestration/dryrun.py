@@ -35,13 +35,13 @@ class EpochSizes:
 
     def __call__(self, cfg: Config) -> int:
         """The target's train split plus the aux share, in whole batches."""
-        if cfg.data.target == "synthetic":
+        if cfg.data.is_synthetic:
             sizes = split_sizes(cfg.data.synthetic_scale)
             n_target, n_aux = sizes["rafdb/train"], sizes["affectnet/train"]
         else:
             n_target = self._train_size(cfg.data.target, cfg.data.root)
-            n_aux = self._train_size(cfg.data.aux, cfg.data.root) if cfg.data.aux != "none" and cfg.data.aux_ratio > 0 else 0
-        aux = round(n_aux * cfg.data.aux_ratio) if cfg.data.aux != "none" else 0
+            n_aux = self._train_size(cfg.data.aux, cfg.data.root) if cfg.data.uses_aux else 0
+        aux = round(n_aux * cfg.data.aux_ratio) if cfg.data.uses_aux else 0
         return (n_target + aux) // cfg.train.batch_size * cfg.train.batch_size
 
     def _train_size(self, dataset: str, root: str | None) -> int:

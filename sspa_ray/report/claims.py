@@ -35,7 +35,8 @@ from sspa_ray.outputs import Status, Verdict
 from sspa_ray.report.aggregate import normalize
 from sspa_ray.report.provenance import Provenance
 from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, paired_p
-from sspa_ray.report.tables import BEST_EPOCH_TITLE, paper_differences
+from sspa_ray.report.table_builders import paper_differences
+from sspa_ray.report.table_model import BEST_EPOCH_TITLE
 from sspa_ray.specs.ablation import AblationSpec
 from sspa_ray.specs.claims import Claim
 
@@ -194,7 +195,7 @@ def _paper_differs(spec: AblationSpec, target: str, claim: Claim, combo: tuple,
                    configs: Mapping[tuple, dict[str, Any]]) -> str:
     """Why the paper's numbers of `claim` are not a like-for-like comparison with this run, or "".
 
-    The rule of the tables' reference columns (tables.paper_differences): another target than the
+    The rule of the tables' reference columns (table_builders.paper_differences): another target than the
     paper's, or a row that ran another configuration than the paper's (--set train.epochs=2, ...).
     The tables drop such numbers; the claims keep them, marked, since the claim is what they say."""
     if target not in spec.reference.values:

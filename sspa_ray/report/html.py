@@ -22,7 +22,8 @@ import pandas as pd
 
 from sspa_ray.report.claims import ClaimsView
 from sspa_ray.report.provenance import Provenance
-from sspa_ray.report.tables import Table, to_html
+from sspa_ray.report.table_model import Table
+from sspa_ray.report.table_render import to_html
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }

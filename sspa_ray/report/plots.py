@@ -31,8 +31,9 @@ from matplotlib.figure import Figure
 from sspa_ray.labels import CLASSES
 from sspa_ray.report.aggregate import Group
 from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, mean_ci
-from sspa_ray.report.tables import KEY_TITLES, METRIC_TITLES, RECALL_COLUMNS, format_value, row_title, split_blocks
+from sspa_ray.report.table_model import KEY_TITLES, METRIC_TITLES, RECALL_COLUMNS, format_value, row_title, split_blocks
 from sspa_ray.specs.ablation import AblationSpec
+from sspa_ray.specs.layout import Layout
 
 FORMATS = ("png", "pdf")
 # The narrowest colour range of a heat map, in percentage points.
@@ -253,31 +254,46 @@ def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path, *, foo
     return save_figure(fig, path, footer)
 
 
+def _grid_plots(spec, groups, stem, out_dir, *, suffix, target, footer, best, has_recall) -> dict[str, Path]:
+    return {f"{stem}_heatmap": heatmap(spec, groups, out_dir / f"{stem}_heatmap.png", suffix=suffix, footer=footer)}
+
+
+def _ratio_plots(spec, groups, stem, out_dir, *, suffix, target, footer, best, has_recall) -> dict[str, Path]:
+    return {stem: against_key(spec, groups, "data.aux_ratio", out_dir / f"{stem}.png", suffix=suffix, target=target,
+                              footer=footer)}
+
+
+def _list_plots(spec, groups, stem, out_dir, *, suffix, target, footer, best, has_recall) -> dict[str, Path]:
+    """A line plot against the rows' one key where it is numeric; nothing for other lists."""
+    numeric_keys = [k for k in spec.row_keys() if all(_is_number(g.config.get(k)) for g in groups)]
+    if len(numeric_keys) != 1 or len(spec.row_keys()) != 1:
+        return {}
+    return {stem: against_key(spec, groups, numeric_keys[0], out_dir / f"{stem}.png", suffix=suffix, target=target,
+                              footer=footer)}
+
+
+def _modules_plots(spec, groups, stem, out_dir, *, suffix, target, footer, best, has_recall) -> dict[str, Path]:
+    plots = {stem: module_bars(spec, groups, out_dir / f"{stem}.png", suffix=suffix, footer=footer)}
+    if has_recall and not best:
+        plots[f"{stem}_per_class_recall"] = per_class_recall(spec, groups, out_dir / f"{stem}_per_class_recall.png",
+                                                             footer=footer)
+    return plots
+
+
+# The figures of each layout (specs/layout.py), beside its table.
+LAYOUT_PLOTS = {Layout.GRID: _grid_plots, Layout.RATIO: _ratio_plots, Layout.LIST: _list_plots,
+                Layout.MODULES: _modules_plots}
+
+
 def plot_ablation(spec: AblationSpec, groups: list[Group], out_dir: Path, *, target: str, footer: str,
                   best: bool = False, has_recall: bool = False) -> dict[str, Path]:
     """Every figure the preset's layout has, written as PNG and PDF into `out_dir` (PNG paths returned)."""
-    suffix = " (best epoch)" if best else ""
-    stem = spec.name + ("_best" if best else "")
-    plots: dict[str, Path] = {}
     groups = [g for g in groups if g.row >= 0]
     if not groups:
-        return plots
-    numeric_keys = [k for k in spec.row_keys()
-                    if all(_is_number(g.config.get(k)) for g in groups)]
-    if spec.layout == "grid":
-        plots[f"{stem}_heatmap"] = heatmap(spec, groups, out_dir / f"{stem}_heatmap.png", suffix=suffix, footer=footer)
-    elif spec.layout == "ratio":
-        plots[stem] = against_key(spec, groups, "data.aux_ratio", out_dir / f"{stem}.png", suffix=suffix, target=target,
-                                  footer=footer)
-    elif spec.layout == "list" and len(numeric_keys) == 1 and len(spec.row_keys()) == 1:
-        plots[stem] = against_key(spec, groups, numeric_keys[0], out_dir / f"{stem}.png", suffix=suffix, target=target,
-                                  footer=footer)
-    elif spec.layout == "modules":
-        plots[stem] = module_bars(spec, groups, out_dir / f"{stem}.png", suffix=suffix, footer=footer)
-        if has_recall and not best:
-            plots[f"{stem}_per_class_recall"] = per_class_recall(spec, groups, out_dir / f"{stem}_per_class_recall.png",
-                                                                 footer=footer)
-    return plots
+        return {}
+    return LAYOUT_PLOTS[spec.layout](spec, groups, spec.name + ("_best" if best else ""), out_dir,
+                                     suffix=" (best epoch)" if best else "", target=target, footer=footer, best=best,
+                                     has_recall=has_recall)
 
 
 def _is_number(value: Any) -> bool:

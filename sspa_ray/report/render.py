@@ -19,8 +19,9 @@ from sspa_ray.report.plots import OVERLAY, overlay_ratio, plot_ablation
 from sspa_ray.report.provenance import Provenance, provenance
 from sspa_ray.report.relabel import plot_relabelling
 from sspa_ray.report.selection import selection_figures
-from sspa_ray.report.tables import (KEPT_COLUMNS, RECALL_COLUMNS, Table, ablation_table, format_value, per_class_table,
-                                    to_csv, to_latex, to_markdown, tune_table)
+from sspa_ray.report.table_builders import ablation_table, per_class_table, tune_table
+from sspa_ray.report.table_model import KEPT_COLUMNS, RECALL_COLUMNS, Table, format_value
+from sspa_ray.report.table_render import to_csv, to_latex, to_markdown
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
 from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
 

@@ -5,6 +5,7 @@
 - :func:`welch_p`: Welch's unequal-variance t-test, for rows whose seeds do not match.
 - :func:`holm`: Holm's step-down adjustment of the p-values of one table (family-wise error rate).
 - :func:`mean_ci`: the 95% confidence interval of a mean (Student's t), shown where n >= 3.
+- :func:`compare`: the choice of test for a row against the baseline: paired where the seeds match.
 """
 
 from __future__ import annotations
@@ -72,3 +73,12 @@ def mean_ci(values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0)) -
 
 def significant(p: float | None) -> bool:
     return p is not None and p < SIGNIFICANCE_LEVEL
+
+
+def compare(stat, baseline) -> tuple[float | None, str]:
+    """The p-value of `stat` against `baseline` and the test used: paired by seed where both rows
+    ran the same seeds (each once), Welch's t-test otherwise."""
+    if len(set(stat.seeds)) == stat.n and sorted(map(str, stat.seeds)) == sorted(map(str, baseline.seeds)):
+        by_seed = dict(zip(stat.seeds, stat.values))
+        return paired_p([by_seed[s] for s in baseline.seeds], list(baseline.values)), "paired"
+    return welch_p(stat.values, baseline.values), "welch"

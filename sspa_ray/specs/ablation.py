@@ -41,11 +41,11 @@ from sspa_ray.errors import ConfigError, SpecError
 from sspa_ray.outputs import METRICS
 from sspa_ray.specs._yaml import SpecFile, check_known, check_seeds, read_spec
 from sspa_ray.specs.claims import Claim, parse_claims
+from sspa_ray.specs.layout import Layout
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-LAYOUTS = ("modules", "grid", "ratio", "list")
 ROW_LABEL = "label"
 # ablations/ installs under this name (pyproject.toml), in a checkout and in a wheel alike.
 PRESETS_PACKAGE = "sspa_ray.presets"
@@ -91,7 +91,7 @@ class Reference:
 class AblationSpec:
     name: str
     title: str
-    layout: str
+    layout: Layout
     metrics: tuple[str, ...]
     rows: list[dict[str, Any]]
     labels: list[str | None]
@@ -228,8 +228,8 @@ def parse_ablation(data: Mapping[str, Any], src: SpecFile) -> AblationSpec:
             raise src.error("", f"missing required key '{key}'")
     name = _text(src, "name", data["name"])
     title = _text(src, "title", data["title"])
-    layout = data.get("layout", "list")
-    check_known(src, "layout: ", [layout], LAYOUTS, at="layout")
+    check_known(src, "layout: ", [data.get("layout", "list")], [layout.value for layout in Layout], at="layout")
+    layout = Layout(data.get("layout", "list"))
     metrics = _metrics(src, "metrics", data.get("metrics", list(METRICS)))
 
     rows, labels = _rows(src, data["rows"])
@@ -243,7 +243,7 @@ def parse_ablation(data: Mapping[str, Any], src: SpecFile) -> AblationSpec:
     baseline = _count(src, "baseline", data.get("baseline", 0), lo=0)
     if baseline >= len(rows):
         raise src.error("baseline", f"baseline {baseline} is not a row index; choose 0..{len(rows) - 1}")
-    grid = _layout_checks(src, layout, rows, data.get("grid"))
+    grid = layout.check(src, rows, data.get("grid"))
     reference = _reference(src, data.get("reference") or {}, metrics, across, len(rows))
     claims = parse_claims(src, data.get("claims"), rows=len(rows), labels=labels, metrics=metrics)
     return AblationSpec(
@@ -338,25 +338,6 @@ def _only_for(src: SpecFile, raw, used: set[str]) -> dict[str, tuple[str, ...]]:
         check_known(src, f"{where}: ", targets, TARGETS, at=where)
         out[key] = tuple(targets)
     return out
-
-
-def _layout_checks(src: SpecFile, layout, rows, grid) -> tuple[str, str] | None:
-    varied = list(dict.fromkeys(k for row in rows for k in row))
-    if layout != "grid" and grid is not None:
-        raise src.error("grid", "'grid' only applies to layout: grid; remove it or set layout: grid")
-    if layout == "grid":
-        if not (isinstance(grid, list) and len(grid) == 2 and all(isinstance(k, str) for k in grid)):
-            raise src.error("grid" if grid is not None else "layout",
-                            "layout: grid needs 'grid: [ROW_KEY, COLUMN_KEY]', e.g. [pam.beta, pam.alpha]")
-        for i, row in enumerate(rows):
-            if set(row) != set(grid):
-                raise src.error(f"rows[{i}]", f"rows[{i}] must set exactly the grid keys {grid[0]} and {grid[1]}")
-        return grid[0], grid[1]
-    if layout == "ratio" and any("data.aux_ratio" not in row for row in rows):
-        raise src.error("layout", "layout: ratio needs data.aux_ratio in every row")
-    if layout == "modules" and not any(k.startswith("modules.") for k in varied):
-        raise src.error("layout", "layout: modules needs rows that set modules.* keys")
-    return None
 
 
 def _combo_key(combo: Mapping[str, Any]) -> Combo:
