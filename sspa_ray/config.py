@@ -364,6 +364,14 @@ def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return dict(parse_set(item) for item in items)
 
 
+def value_text(value: Any) -> str:
+    """A config value as `--set` takes it back: true / false / none, floats in their shortest form
+    (0.1, 1e-05, 3), anything else as str. Trial names, progress lines and table cells show it."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def from_flat(flat: Mapping[str, Any]) -> Config:
     cfg = Config()
     for key, value in flat.items():

@@ -83,3 +83,35 @@ def test_the_output_vocabulary_is_defined_once():
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in words:
                     found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not found, found
+
+
+def _top_level_definitions() -> dict[str, list[str]]:
+    """Each name a module of sspa_ray/ defines at its top level (def, class, assignment): where."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((REPO / "sspa_ray").rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                names = []
+            for name in names:
+                where.setdefault(name, []).append(str(path.relative_to(REPO)))
+    return where
+
+
+# Names that were once defined in two or three modules with different meanings; each now has one
+# definition, and the meanings that differed got names of their own (PRETRAINABLE_BACKBONES).
+DEFINED_ONCE = ("BACKBONES", "PRETRAINABLE_BACKBONES", "finite_number", "value_text", "format_value", "draw_gallery",
+                "Layout", "Word")
+# The names those duplicates had; none may come back.
+RETIRED = ("_finite", "_fmt", "_text_of", "LAYOUTS", "_Word")
+
+
+def test_each_shared_name_is_defined_once():
+    where = _top_level_definitions()
+    assert {name: where.get(name, []) for name in DEFINED_ONCE if len(where.get(name, [])) != 1} == {}
+    assert {name: where[name] for name in RETIRED if name in where} == {}

@@ -35,8 +35,9 @@ from sspa_ray.config import SYNTHETIC_PRETRAINED
 from sspa_ray.errors import ConfigError
 
 VERSION = 1  # bump when the training below or the faces of synthetic.identity_faces change the weights
-# Backbones whose builder loads model.pretrained into the module it returns (ARM loads a trunk).
-BACKBONES = ("small", "resnet18")
+# The backbones the synthetic identity pretraining supports: those whose builder loads
+# model.pretrained into the module it returns (ARM loads a trunk). config.BACKBONES lists them all.
+PRETRAINABLE_BACKBONES = ("small", "resnet18")
 
 # Backbones this process has trained; tests read it to see cache hits.
 builds = 0
@@ -64,9 +65,9 @@ class Recipe:
 
 def recipe_for(cfg) -> Recipe:
     """The recipe of a run's built-in backbone: its backbone, its image size, the benchmark's seed."""
-    if cfg.model.backbone not in BACKBONES:
+    if cfg.model.backbone not in PRETRAINABLE_BACKBONES:
         raise ConfigError(
-            f"model.pretrained={SYNTHETIC_PRETRAINED} supports model.backbone {' or '.join(BACKBONES)}, not "
+            f"model.pretrained={SYNTHETIC_PRETRAINED} supports model.backbone {' or '.join(PRETRAINABLE_BACKBONES)}, not "
             f"{cfg.model.backbone}; give a checkpoint path or set model.pretrained=none"
         )
     return Recipe(backbone=cfg.model.backbone, image_size=cfg.data.image_size, seed=cfg.data.synthetic_seed)

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from ray.util.metrics import Gauge
 
+from sspa_ray.config import value_text
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.outputs import FINISHED, Stage, Status
 from sspa_ray.orchestration.results import trial_status
@@ -141,7 +142,7 @@ class ProgressTable(Callback):
             line = f"[{done}/{total} finished] {self._name(trial)}: {status}"
             result = trial.last_result or {}
             if status in FINISHED and result.get("epoch") is not None:
-                value = _fmt(result.get(self.plan.metric))
+                value = _metric_text(result.get(self.plan.metric))
                 line += f" after epoch {result['epoch']}/{self._planned_epochs(trial)}, {self.plan.metric} {value}"
             self._write(line)
 
@@ -188,11 +189,11 @@ class ProgressTable(Callback):
             statuses.append(self._status(trial))
             rows.append([
                 self._name(trial),
-                *(_fmt(values.get(k)) for k in self._keys),
+                *(value_text(values.get(k)) for k in self._keys),
                 f"{epoch if epoch is not None else '-'}/{self._planned_epochs(trial)}",
                 str(result.get("stage", "-")),
-                _fmt(result.get("clean_share")),
-                _fmt(result.get("macro_f1")),
+                _metric_text(result.get("clean_share")),
+                _metric_text(result.get("macro_f1")),
                 statuses[-1],
             ])
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -210,7 +211,8 @@ class ProgressTable(Callback):
         return merged
 
 
-def _fmt(value: Any) -> str:
+def _metric_text(value: Any) -> str:
+    """A reported metric, 4 significant digits; '-' before the first report."""
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -106,7 +106,9 @@ def identity(row: int, config: Mapping[str, Any], keys: Sequence[str]) -> str:
     return json.dumps([row, [[k, config.get(k)] for k in keys]], default=str)
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """`value` as a float when it is a finite real number (numpy scalars too), else None: NaN, inf,
+    None, bools and strings are no measurement."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -140,7 +142,7 @@ def aggregate(
         waiting[ident] = waiting.get(ident, 0) + 1
 
     for record in results.to_dict("records"):
-        row = int(record["row"]) if _finite(record.get("row")) is not None else -1
+        row = int(record["row"]) if finite_number(record.get("row")) is not None else -1
         config = {k: normalize(k, record.get(k)) for k in keys}
         ident = identity(row, config, keys)
         group = groups.setdefault(ident, Group(row=row, config=config))
@@ -154,12 +156,12 @@ def aggregate(
             continue
         seed = normalize("train.seed", record.get("train.seed"))
         for metric in metrics:
-            value = _finite(record.get(prefix + metric))
+            value = finite_number(record.get(prefix + metric))
             if value is not None:
                 old = group.stats.get(metric, Stat())
                 group.stats[metric] = Stat(old.values + (value,), old.seeds + (seed,))
         for column in extra_columns:
-            value = _finite(record.get(column))
+            value = finite_number(record.get(column))
             if value is not None:
                 old = group.extra.get(column, Stat())
                 group.extra[column] = Stat(old.values + (value,), old.seeds + (seed,))

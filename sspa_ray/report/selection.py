@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sspa_ray.labels import CLASSES
 from sspa_ray.outputs import SELECTION_FILE, SELECTION_GALLERY, SELECTION_PLOT, Status
+from sspa_ray.report.aggregate import finite_number
 from sspa_ray.report.plots import math_text, save_figure
 from sspa_ray.specs.ablation import AblationSpec
 
@@ -32,19 +33,12 @@ SERIES = {"history.selection_precision": "precision", "history.selection_recall"
           "history.clean_share": "kept share"}
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _selecting(results: pd.DataFrame) -> pd.DataFrame:
     """Completed trials that ran SSM on aux data (SSPA-JT's; the other methods report no clean share)."""
     if "history.clean_share" not in results or "status" not in results:
         return results.iloc[0:0]
     done = results[(results["status"] == Status.COMPLETED) & results["modules.ssm"].astype(bool)]
-    return done[[_finite(v) for v in done.get("clean_share", pd.Series(np.nan, index=done.index))]]
+    return done[[finite_number(v) is not None for v in done.get("clean_share", pd.Series(np.nan, index=done.index))]]
 
 
 def plot_selection(spec: AblationSpec, results: pd.DataFrame, exp_dir: Path, *, footer: str) -> dict[str, Path]:
@@ -60,7 +54,7 @@ def selection_figure(spec: AblationSpec, trials: pd.DataFrame) -> Figure | None:
     if not len(trials):
         return None
     groups = list(trials.groupby("row", sort=True))
-    truth = "aux_base_rate" in trials and trials["aux_base_rate"].map(_finite).all()
+    truth = "aux_base_rate" in trials and trials["aux_base_rate"].map(lambda v: finite_number(v) is not None).all()
     cols = min(4, len(groups))
     rows = math.ceil(len(groups) / cols)
     fig = Figure(figsize=(3.4 * cols, 2.6 * rows + 0.4))

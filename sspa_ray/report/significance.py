@@ -5,7 +5,7 @@
 - :func:`welch_p`: Welch's unequal-variance t-test, for rows whose seeds do not match.
 - :func:`holm`: Holm's step-down adjustment of the p-values of one table (family-wise error rate).
 - :func:`mean_ci`: the 95% confidence interval of a mean (Student's t), shown where n >= 3.
-- :func:`compare`: the choice of test for a row against the baseline: paired where the seeds match.
+- :func:`p_against_baseline`: the choice of test for a row against the baseline: paired where the seeds match.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from sspa_ray.report.aggregate import finite_number
+
 SIGNIFICANCE_LEVEL = 0.05
 CONFIDENCE = 0.95
 CI_MIN_N = 3
-
-
-def _finite(p: float) -> float | None:
-    return p if math.isfinite(p) else None
 
 
 def paired_p(values: Sequence[float], baseline: Sequence[float]) -> float | None:
@@ -31,7 +29,7 @@ def paired_p(values: Sequence[float], baseline: Sequence[float]) -> float | None
     None with fewer than 2 pairs, or when the test is undefined (all differences equal)."""
     if len(values) != len(baseline) or len(values) < 2:
         return None
-    return _finite(float(stats.ttest_rel(values, baseline).pvalue))
+    return finite_number(float(stats.ttest_rel(values, baseline).pvalue))
 
 
 def welch_p(values: Sequence[float], baseline: Sequence[float]) -> float | None:
@@ -42,7 +40,7 @@ def welch_p(values: Sequence[float], baseline: Sequence[float]) -> float | None:
     """
     if len(values) < 2 or len(baseline) < 2:
         return None
-    return _finite(float(stats.ttest_ind(values, baseline, equal_var=False).pvalue))
+    return finite_number(float(stats.ttest_ind(values, baseline, equal_var=False).pvalue))
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -75,7 +73,7 @@ def significant(p: float | None) -> bool:
     return p is not None and p < SIGNIFICANCE_LEVEL
 
 
-def compare(stat, baseline) -> tuple[float | None, str]:
+def p_against_baseline(stat, baseline) -> tuple[float | None, str]:
     """The p-value of `stat` against `baseline` and the test used: paired by seed where both rows
     ran the same seeds (each once), Welch's t-test otherwise."""
     if len(set(stat.seeds)) == stat.n and sorted(map(str, stat.seeds)) == sorted(map(str, baseline.seeds)):

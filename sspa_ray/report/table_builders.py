@@ -14,7 +14,8 @@ from sspa_ray.errors import ConfigError
 from sspa_ray.outputs import BEST_BY, METRICS, Status
 from sspa_ray.report.aggregate import STATUSES, Group, normalize
 from sspa_ray.report.importance import importance_note
-from sspa_ray.report.significance import CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, compare, holm, mean_ci, significant
+from sspa_ray.report.significance import (CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, holm, mean_ci, p_against_baseline,
+                                           significant)
 from sspa_ray.report.table_model import (BEST_EPOCH_TITLE, KEY_TITLES, METRIC_TITLES, MISSING, Cell, Column, Table,
                                          format_value, pct, rank_marks, row_title, split_blocks, stat_text)
 from sspa_ray.specs.ablation import AblationSpec
@@ -37,7 +38,7 @@ def _metric_block(groups: list[Group], metrics: Sequence[str], baseline: Group |
             stat = group.stats[metric]
             p = None
             if baseline is not None and group is not baseline and stat.n:
-                p, test = compare(stat, baseline.stats[metric])
+                p, test = p_against_baseline(stat, baseline.stats[metric])
                 if p is not None and tests is not None:
                     tests.add(test)
             p_values[i][j] = p

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from sspa_ray.config import value_text
 from sspa_ray.labels import CLASSES
 from sspa_ray.outputs import BEST_BY, Word
 from sspa_ray.report.aggregate import Group
@@ -72,15 +73,13 @@ class Table:
 
 
 def format_value(key: str, value: Any) -> str:
-    if value is None:
-        return "none"
+    """`value` of `key` in a table cell: config.value_text, but a ✓ (or blank) for a switch and
+    data.aux_ratio in percent, as the paper's tables show them."""
     if isinstance(value, bool):
         return CHECK if value else ""
-    if key == "data.aux_ratio":
+    if key == "data.aux_ratio" and value is not None:
         return f"{value * 100:g}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    return value_text(value)
 
 def row_title(spec: AblationSpec, row: int) -> str:
     return spec.row_name(row) if 0 <= row < len(spec.rows) else f"row {row}"

@@ -124,14 +124,14 @@ class AblationSpec:
             return self.labels[index]
         row = self.rows[index]
         on = [MODULE_TITLES.get(k, k) for k, v in row.items() if v is True]
-        others = [f"{k}={_text_of(v)}" for k, v in row.items() if not isinstance(v, bool)]
+        others = [f"{k}={_as_written(v)}" for k, v in row.items() if not isinstance(v, bool)]
         return ", ".join(([" + ".join(on)] if on else []) + others) or "none"
 
     def describe_row(self, index: int) -> str:
         """A row as written in the YAML, for error messages."""
         if self.labels[index]:
             return repr(self.labels[index])
-        return "{" + ", ".join(f"{k}: {_text_of(v)}" for k, v in self.rows[index].items()) + "}"
+        return "{" + ", ".join(f"{k}: {_as_written(v)}" for k, v in self.rows[index].items()) + "}"
 
     # ---- expansion ----------------------------------------------------------------------
     def applies(self, key: str, target: str) -> bool:
@@ -176,13 +176,15 @@ class AblationSpec:
         except ConfigError as exc:
             where = f"rows[{index}] {self.describe_row(index)}"
             if combo:
-                where += " with " + ", ".join(f"{k}={_text_of(v)}" for k, v in combo.items())
+                where += " with " + ", ".join(f"{k}={_as_written(v)}" for k, v in combo.items())
             if sets:
-                where += " and --set " + " ".join(f"{k}={_text_of(v)}" for k, v in sets.items())
+                where += " and --set " + " ".join(f"{k}={_as_written(v)}" for k, v in sets.items())
             raise self.source.error(f"rows[{index}]", f"{where} on target {target}: {exc}") from None
 
 
-def _text_of(value: Any) -> str:
+def _as_written(value: Any) -> str:
+    # Floats as Python writes them (pam.alpha=1.0), unlike config.value_text (pam.alpha=1): row
+    # names are in every table and claim already rendered, and a refactor changes no output.
     return str(value).lower() if isinstance(value, bool) or value is None else str(value)
 
 
