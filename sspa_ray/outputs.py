@@ -10,6 +10,7 @@ plain strings only.
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypedDict
 
 
 class Word(str, Enum):
@@ -84,6 +85,59 @@ class Verdict(Word):
     def summary_word(self) -> str:
         """How the summary line counts it: "2 hold, 1 contradicted ..." / "3 as claimed, 1 opposite ..."."""
         return "hold" if self is Verdict.HOLDS else self.value.rpartition(": ")[2]
+
+
+class _EpochCore(TypedDict):
+    epoch: int                  # epochs finished, from 1
+    stage: str                  # a Stage value
+    loss: float                 # the epoch's mean training loss
+    clean_share: float | None   # the aux share SSM keeps as clean; None where the method selects nothing
+    accuracy: float             # METRICS on the test set after the epoch
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    img_per_s: float            # training throughput
+
+
+class EpochRecord(_EpochCore, total=False):
+    """One epoch of a run, as the engine writes it into metrics.json's "history", reports it to
+    orchestration (Tune's per-epoch result, Ray's gauges, the progress table) and as
+    orchestration/results.py reads it back into results.parquet. The keys below the core are the
+    method's figures (SELECTION_FIGURES, RELABEL_FIGURES, DCJT_FIGURES), present where the method measures them."""
+
+    selection_precision: float  # SSM against the ground truth (the synthetic benchmark)
+    selection_recall: float
+    aux_base_rate: float        # the aux share whose given label is right (SSM's and SCN's truth)
+    relabelled_share: float     # SCN's relabelling, against the ground truth where there is one
+    relabel_precision: float | None
+    relabel_broken: int         # correct aux labels that relabelling changed
+    low_importance_noise: float | None
+    pseudo_va_rmse: float       # DCJT's inputs against the ground truth
+    aux_label_accuracy: float
+
+
+# Every key an EpochRecord may hold, in its order.
+EPOCH_KEYS = tuple(EpochRecord.__annotations__)
+
+
+class Source(Word):
+    """selection.csv's ``source``: which training set a sample came from."""
+
+    TARGET = "target"   # D_T's train split, listed first
+    AUX = "aux"         # the aux share (data.aux_ratio), after it
+
+
+class SelectionRow(TypedDict):
+    """One row of selection.csv: a training sample and SSM's verdict on it (as csv reads it back)."""
+
+    path: str     # as the dataset's label file lists it
+    source: str   # a Source value
+    label: str    # its given label, a class name
+    clean: str    # "1": SSM kept it as clean, "0": rejected
+
+
+# selection.csv's header, in column order.
+SELECTION_COLUMNS = tuple(SelectionRow.__annotations__)
 
 
 # ---- a run folder (`sspa-ray train --out DIR`, and each trial's run/ folder) ---------------------

@@ -22,6 +22,7 @@ from sspa_ray.engine.loop import Trainer
 from sspa_ray.engine.metrics import classification_metrics, selection_metrics
 from sspa_ray.errors import ConfigError
 from sspa_ray.labels import CLASSES
+from sspa_ray.outputs import EPOCH_KEYS, EpochRecord
 
 TESTS = Path(__file__).parent
 SIZE = 16
@@ -92,6 +93,9 @@ def test_fit_learns_and_writes_the_contracted_files(reference):
     assert set(metrics["per_class"]) == set(CLASSES)
     assert sum(map(sum, metrics["confusion"])) == 96
     assert [r["stage"] for r in metrics["history"]] == ["SS", "SS", "PA", "PA"]
+    # Each epoch's record holds the EpochRecord's core keys and no key it does not declare.
+    for record in metrics["history"]:
+        assert EpochRecord.__required_keys__ <= set(record) <= set(EPOCH_KEYS), sorted(record)
     # SSM picks aux samples that agree with the target standard far above the base rate (0.6).
     sel = metrics["selection"]
     assert sel["precision"] > sel["aux_base_rate"] + 0.2

@@ -115,3 +115,12 @@ def test_each_shared_name_is_defined_once():
     where = _top_level_definitions()
     assert {name: where.get(name, []) for name in DEFINED_ONCE if len(where.get(name, [])) != 1} == {}
     assert {name: where[name] for name in RETIRED if name in where} == {}
+
+
+def test_the_epoch_record_declares_every_figure_and_gauge():
+    # The metrics, SSM's and SCN's figures and the live gauges are EpochRecord keys (outputs.py).
+    from sspa_ray.orchestration.progress import GAUGES
+
+    keys = set(outputs.EPOCH_KEYS)
+    assert {*outputs.METRICS, *outputs.SELECTION_FIGURES, *outputs.RELABEL_FIGURES, *outputs.DCJT_FIGURES, *GAUGES} <= keys
+    assert outputs.SELECTION_COLUMNS == ("path", "source", "label", "clean")

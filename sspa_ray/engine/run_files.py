@@ -14,7 +14,7 @@ import numpy as np
 
 from sspa_ray.engine.checkpoint import atomic_write_text
 from sspa_ray.labels import CLASSES
-from sspa_ray.outputs import METRICS_FILE, SELECTION_FILE
+from sspa_ray.outputs import METRICS_FILE, SELECTION_COLUMNS, SELECTION_FILE, Source
 
 
 def write_metrics(run_dir: Path, summary: dict) -> None:
@@ -23,13 +23,13 @@ def write_metrics(run_dir: Path, summary: dict) -> None:
 
 def write_selection(run_dir: Path, data, labels: np.ndarray, clean: np.ndarray) -> None:
     """One row per training sample (target first, then aux): its path, source, label and SSM's verdict."""
-    splits = [("target", data.target_train)]
+    splits = [(Source.TARGET.value, data.target_train)]
     if data.aux_train is not None:
-        splits.append(("aux", data.aux_train))
+        splits.append((Source.AUX.value, data.aux_train))
     paths = [path for _, split in splits for path in split.paths]
     sources = np.repeat([source for source, _ in splits], [len(split.labels) for _, split in splits])
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
-    writer.writerow(["path", "source", "label", "clean"])
+    writer.writerow(SELECTION_COLUMNS)
     writer.writerows(zip(paths, sources, np.array(CLASSES)[labels], clean.astype(int)))
     atomic_write_text(run_dir / SELECTION_FILE, rows.getvalue())

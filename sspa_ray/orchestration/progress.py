@@ -23,7 +23,7 @@ from ray.util.metrics import Gauge
 
 from sspa_ray.config import value_text
 from sspa_ray.orchestration.plan import ExperimentPlan
-from sspa_ray.outputs import FINISHED, Stage, Status
+from sspa_ray.outputs import FINISHED, EpochRecord, Stage, Status
 from sspa_ray.orchestration.results import trial_status
 from sspa_ray.orchestration.stop import stopping
 
@@ -31,6 +31,7 @@ from sspa_ray.orchestration.stop import stopping
 RUNNING = "running"
 GAUGE_PREFIX = "sspa_trial_"
 GAUGE_TAGS = ("experiment", "trial")
+# Ray gauges of an EpochRecord's keys, by key.
 GAUGES = {
     "epoch": "finished epochs",
     "stage": "training stage: 0 = sample selection (SS), 1 = paired augmentation (PA), 2 = one-stage method (JT), "
@@ -57,7 +58,7 @@ class TrialGauges:
     def __init__(self, experiment: str, trial_name: str):
         self.tags = dict(zip(GAUGE_TAGS, (experiment, trial_name)))
 
-    def update(self, metrics: dict[str, Any]) -> None:
+    def update(self, metrics: EpochRecord) -> None:
         values = dict(metrics, stage=_STAGES.get(metrics.get("stage")))
         for name in GAUGES:
             value = values.get(name)

@@ -23,7 +23,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import pandas as pd
 
@@ -31,8 +31,9 @@ from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.storage import storage_filesystem, storage_join
-from sspa_ray.outputs import (BEST_BY, DCJT_FIGURES, DIVERGED_KEY, METRICS, METRICS_FILE, RELABEL_FIGURES,
-                              RESULTS_FILE, SELECTION_FIGURES, SELECTION_FILE, SIZE_COLUMNS, Status)
+from sspa_ray.outputs import (BEST_BY, DCJT_FIGURES, DIVERGED_KEY, EPOCH_KEYS, METRICS, METRICS_FILE, RELABEL_FIGURES,
+                              RESULTS_FILE, SELECTION_FIGURES, SELECTION_FILE, SIZE_COLUMNS, SelectionRow, Source,
+                              Status)
 
 EXTRA = (*SELECTION_FIGURES, *RELABEL_FIGURES, *DCJT_FIGURES)
 # Per-epoch series of SSM's selection and SCN's relabelling, one list per trial, for their plots.
@@ -121,7 +122,7 @@ def write_results(plan: ExperimentPlan) -> pd.DataFrame:
 def _epoch_history(history: pd.DataFrame | None) -> pd.DataFrame:
     """The per-epoch reports, one per epoch: a resumed trial may report an epoch twice (keep the last)."""
     if history is None or not len(history) or "epoch" not in history:
-        return pd.DataFrame(columns=["epoch", *METRICS, *EXTRA])
+        return pd.DataFrame(columns=list(EPOCH_KEYS))
     epochs = history[history["epoch"].notna()]
     if DIVERGED_KEY in epochs:
         epochs = epochs[epochs[DIVERGED_KEY].isna() | (epochs[DIVERGED_KEY] == 0)]
@@ -158,9 +159,10 @@ def data_sizes(metrics: Mapping[str, Any], selection_csv: str | None) -> dict[st
     if support and all(isinstance(s, int) for s in support):
         out[test_column] = float(sum(support))
     if selection_csv is not None:
-        sources = [row["source"] for row in csv.DictReader(io.StringIO(selection_csv))]
-        out[target_column] = float(sources.count("target"))
-        out[aux_column] = float(sources.count("aux"))
+        rows = cast("list[SelectionRow]", list(csv.DictReader(io.StringIO(selection_csv))))
+        sources = [row["source"] for row in rows]
+        out[target_column] = float(sources.count(Source.TARGET))
+        out[aux_column] = float(sources.count(Source.AUX))
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from sspa_ray.labels import CLASSES
-from sspa_ray.outputs import SELECTION_FILE, SELECTION_GALLERY, SELECTION_PLOT, Status
+from sspa_ray.outputs import SELECTION_FILE, SELECTION_GALLERY, SELECTION_PLOT, SelectionRow, Source, Status
 from sspa_ray.report.aggregate import finite_number
 from sspa_ray.report.plots import math_text, save_figure
 from sspa_ray.specs.ablation import AblationSpec
@@ -104,7 +104,8 @@ def selection_gallery(selection_csv: Path, root: Path, *, dataset: str = "affect
     from sspa_ray.data._decode import decode_face
 
     with open(selection_csv, newline="") as handle:
-        aux = [row for row in csv.DictReader(handle) if row["source"] == "aux"]
+        rows = cast("list[SelectionRow]", list(csv.DictReader(handle)))
+    aux = [row for row in rows if row["source"] == Source.AUX]
     listing = read_listing(dataset, "train", root)
     where = {path: i for i, path in enumerate(listing.paths)}
     rng = np.random.default_rng(seed)
