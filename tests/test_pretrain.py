@@ -46,23 +46,24 @@ def test_pretrain_is_deterministic_and_loads_as_a_backbone(tmp_path):
     assert all(torch.equal(loaded[k], first["state_dict"][k]) for k in first["state_dict"])
 
 
+# A process that trains says so on stderr ("pretraining small on 6 synthetic face identities ...",
+# its progress line off a terminal); one that finds the file in the cache prints nothing there.
 _BUILD = """
-import sys
 from sspa_ray.engine import pretrain
 recipe = pretrain.Recipe(image_size=16, identities=6, per_identity=5, held_back=1, epochs=1, batch_size=8)
-path = pretrain.ensure(recipe, progress=False)
-print(pretrain.builds, path)
+print(pretrain.ensure(recipe, progress=True))
 """
+TRAINED = "pretraining small on 6 synthetic face identities"
 
 
 def test_cache_is_built_once_under_concurrency_and_rebuilt_when_the_recipe_changes(tmp_path):
     env = dict(os.environ, SSPA_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", _BUILD], env=env, stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]
-    outputs = [p.communicate(timeout=300)[0].split() for p in procs]
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    assert sorted(int(builds) for builds, _ in outputs) == [0, 0, 1]  # one process trained, two waited
-    assert len({path for _, path in outputs}) == 1
+    assert sorted(TRAINED in err for _, err in outputs) == [False, False, True]  # one process trained, two waited
+    assert len({out.strip() for out, _ in outputs}) == 1
     built = sorted((tmp_path / "cache" / "pretrained").glob("*.pt"))
     assert len(built) == 1 and not list((tmp_path / "cache" / "pretrained").glob(".*tmp*"))
     # Any input of the recipe is part of the key: another seed or more epochs is another file.
@@ -70,7 +71,9 @@ def test_cache_is_built_once_under_concurrency_and_rebuilt_when_the_recipe_chang
         assert pretrain.cached_path(dataclasses.replace(TINY, **change)) != pretrain.cached_path(TINY)
     changed = subprocess.run([sys.executable, "-c", _BUILD.replace("epochs=1", "epochs=2")], env=env,
                              capture_output=True, text=True, timeout=300)
-    assert changed.returncode == 0 and changed.stdout.split()[0] == "1"
+    assert changed.returncode == 0 and TRAINED in changed.stderr
+    again = subprocess.run([sys.executable, "-c", _BUILD], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and TRAINED not in again.stderr and again.stdout == outputs[0][0]
     assert len(list((tmp_path / "cache" / "pretrained").glob("*.pt"))) == 2
 
 

@@ -4,10 +4,12 @@ import csv
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from sspa_ray.data import read_listing, synthetic
 from sspa_ray.labels import CLASSES
+from sspa_ray.outputs import SELECTION_COLUMNS, Source
 from sspa_ray.report.plots import save_figure
 from sspa_ray.report.selection import plot_selection, selection_figure, selection_gallery
 from sspa_ray.specs.ablation import load_ablation
@@ -57,25 +59,54 @@ def test_gallery_shows_kept_and_rejected_aux_faces_with_true_labels_and_names_it
     root = synthetic.ensure(0, 0.02, progress=False)
     listing = read_listing("affectnet", "train", root)
     selection = tmp_path / "selection.csv"
+    truth = synthetic.read_ground_truth(root)
     with open(selection, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "source", "label", "clean"])
+        writer.writerow(SELECTION_COLUMNS)
+        writer.writerow(["rafdb/target.jpg", Source.TARGET, CLASSES[0], 1])  # target rows are not drawn
         for i, path in enumerate(listing.paths):
-            writer.writerow([path, "aux", CLASSES[listing.labels[i]], i % 2])
-    fig = selection_gallery(selection, root, per_group=4, truth=synthetic.read_ground_truth(root),
+            writer.writerow([path, Source.AUX, CLASSES[listing.labels[i]], i % 2])
+    fig = selection_gallery(selection, root, per_group=4, truth=truth,
                             trial="modules-ssm+fix-s0 (SSM + $D_T$ fixed, seed 0)")
-    out = save_figure(fig, tmp_path / "gallery.png", FOOTER, formats=("png",))
-    assert Image.open(out).size[1] > 100
+    save_figure(fig, tmp_path / "gallery.png", FOOTER, formats=("png",))
     assert "trial modules-ssm+fix-s0" in fig._suptitle.get_text()
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == 8 and all(t.startswith("given: ") and "\ntrue: " in t for t in titles)
+    # Top row: the kept aux faces, bottom row: the rejected ones, each labelled with its count.
+    kept = sum(i % 2 for i in range(len(listing.paths)))
+    rows = [fig.axes[k * 4:(k + 1) * 4] for k in (0, 1)]
+    assert rows[0][0].get_ylabel() == f"kept as clean\n({kept})"
+    assert rows[1][0].get_ylabel() == f"rejected as noisy\n({len(listing.paths) - kept})"
+    # Each face names its given label and its true one, in red exactly where they disagree.
+    given_of = {CLASSES[label]: label for label in range(len(CLASSES))}
+    shown = [ax.title for row in rows for ax in row]
+    assert len(shown) == 8 and all(t.get_text().startswith("given: ") and "\ntrue: " in t.get_text() for t in shown)
+    for title in shown:
+        given, true = (line.split(": ")[1] for line in title.get_text().split("\n"))
+        assert given in given_of and true in given_of
+        assert (title.get_color() == "red") == (given != true)
 
 
-def test_relabelling_plot_carries_the_provenance_footer(tmp_path):
+def test_relabelling_plot_carries_the_provenance_footer(tmp_path, monkeypatch):
+    from sspa_ray.report import relabel
     from sspa_ray.report.relabel import plot_relabelling
+
+    drawn = []
+
+    def keep_figure(fig, *args, **kwargs):  # the real save_figure; the test reads the figure it saved
+        drawn.append(fig)
+        return save_figure(fig, *args, **kwargs)
+
+    monkeypatch.setattr(relabel, "save_figure", keep_figure)
 
     records = [{"row": 3, "status": "completed", "train.seed": seed, "method.name": "scn", "aux_base_rate": 0.7,
                 "history.relabelled_share": [0.0, 0.1, 0.2], "history.relabel_precision": [None if seed else 0.5, 0.6, 0.7],
                 "history.low_importance_noise": [0.4, 0.45, 0.5]} for seed in (0, 1)]
     written = plot_relabelling(load_ablation("strategies"), pd.DataFrame(records), tmp_path, footer=FOOTER)
     assert Image.open(written["relabel"]).size[1] > 200
+    (fig,) = drawn
+    assert any(text.get_text().startswith("Data: " + FOOTER[:40]) for text in fig.texts)
+    (panel,) = [ax for ax in fig.axes if ax.get_visible()]
+    assert panel.get_title().endswith("(n=2)")
+    lines = {line.get_label(): line for line in panel.get_lines()}
+    assert set(lines) == {*relabel.SERIES.values(), "aux noise rate"}
+    assert list(lines["aux noise rate"].get_ydata()) == [pytest.approx(0.3)] * 2
+    assert list(lines["aux share relabelled"].get_ydata()) == pytest.approx([0.0, 0.1, 0.2])

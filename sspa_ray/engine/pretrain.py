@@ -39,9 +39,6 @@ VERSION = 1  # bump when the training below or the faces of synthetic.identity_f
 # model.pretrained into the module it returns (ARM loads a trunk). config.BACKBONES lists them all.
 PRETRAINABLE_BACKBONES = ("small", "resnet18")
 
-# Backbones this process has trained; tests read it to see cache hits.
-builds = 0
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -99,7 +96,6 @@ def resolved(cfg, *, progress: bool = True):
 
 def pretrain(recipe: Recipe, out: Path, *, progress: bool = True) -> dict:
     """Train the identity task of `recipe`, write the backbone to `out` atomically; return the pretext figures."""
-    global builds
     from sspa_ray.config import make_config
     from sspa_ray.model import build_backbone
 
@@ -148,7 +144,6 @@ def pretrain(recipe: Recipe, out: Path, *, progress: bool = True) -> dict:
     torch.save({"state_dict": state, "pretext": pretext}, buffer)  # no timing inside: same seed, same bytes
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(out), buffer.getvalue())
-    builds += 1
     return {**pretext, "seconds": round(time.perf_counter() - started, 1)}
 
 
