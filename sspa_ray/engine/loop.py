@@ -54,7 +54,7 @@ from sspa_ray.engine.rng import rng_state, seed_of, set_rng_state
 from sspa_ray.engine.run_files import write_metrics
 from sspa_ray.errors import ConfigError
 from sspa_ray.model import build_model
-from sspa_ray.outputs import BEST_BY, CHECKPOINTS_DIR, METRICS, Stage
+from sspa_ray.outputs import BEST_BY, CHECKPOINTS_DIR, METRICS, EpochRecord, Stage
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Trainer:
             self.optimizer, self.scheduler, self.schedule_per_epoch = own
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         self.epoch = 0  # finished epochs
-        self.history: list[dict] = []
+        self.history: list[EpochRecord] = []
         self.last_eval: dict = {}
         self.faults = _faults.installed(self.run_dir)  # None unless a test set SSPA_TEST_* variables
 
@@ -187,7 +187,7 @@ class Trainer:
         self.last_eval = dict(state["last_eval"])
 
     # ---- the run ---------------------------------------------------------------------------
-    def run(self, *, report: Callable[[dict, Path | None], None] | None = None, resume: bool = False) -> dict:
+    def run(self, *, report: Callable[[EpochRecord, Path | None], None] | None = None, resume: bool = False) -> dict:
         cfg, t = self.cfg, self.cfg.train
         checkpoints = self.run_dir / CHECKPOINTS_DIR
         if resume:
@@ -309,7 +309,7 @@ class Trainer:
                                world_size=self.world.size, channels_last=self.channels_last, autocast=self.autocast)
 
     # ---- outputs ---------------------------------------------------------------------------
-    def _record(self, stage: Stage, loss: float, img_per_s: float) -> dict:
+    def _record(self, stage: Stage, loss: float, img_per_s: float) -> EpochRecord:
         extra = self.method.record()
         return {
             "epoch": self.epoch,
