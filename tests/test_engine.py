@@ -361,7 +361,7 @@ def test_augment_crops_and_flips_per_sample_and_is_reproducible():
     assert len(seen) > 10  # offsets and flips are drawn per sample
     assert {flip for _, _, flip in seen} == {False, True}
     unpadded = augment(images, torch.Generator().manual_seed(1), 0)
-    assert all(torch.equal(u, n) or torch.equal(u, n.flip(-1)) for u, n in zip(unpadded, normalize(images)))
+    assert all(torch.equal(u, n) or torch.equal(u, n.flip(-1)) for u, n in zip(unpadded, normalize(images), strict=True))
 
 
 def test_classification_metrics_by_hand():

@@ -25,9 +25,9 @@ import pytest
 from click.testing import CliRunner
 
 from sspa_ray.cli.main import cli
+from sspa_ray.orchestration.monitoring import GRAFANA_DASHBOARD
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.progress import GAUGE_PREFIX, GAUGES
-from sspa_ray.orchestration.monitoring import GRAFANA_DASHBOARD
 from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.specs.ablation import load_ablation
 from sspa_ray.tracking import GROUP_TAG
@@ -104,11 +104,11 @@ def test_tune_sees_each_trials_dotted_config(ablation):
     table = ExperimentAnalysis(plan.experiment_path).dataframe()
     assert {"config/modules.pam", "config/train.seed", "config/train.epochs", "config/data.synthetic_scale"} <= set(table.columns)
     assert "config/trial_index" not in table.columns
-    assert sorted(zip(table["config/modules.pam"], table["config/train.seed"])) == [(False, 0), (False, 1), (True, 0), (True, 1)]
+    assert sorted(zip(table["config/modules.pam"], table["config/train.seed"], strict=True)) == [(False, 0), (False, 1), (True, 0), (True, 1)]
     # Trial folders and names are short and readable; results.parquet maps every trial back to its row.
     folders = {p.name for p in Path(plan.experiment_path).iterdir() if p.is_dir()}
     assert NAMES <= folders, folders
-    assert sorted(zip(frame["row"], frame["modules.pam"])) == [(0, False), (0, False), (1, True), (1, True)]
+    assert sorted(zip(frame["row"], frame["modules.pam"], strict=True)) == [(0, False), (0, False), (1, True), (1, True)]
     assert (frame["status"] == "completed").all(), frame[["status", "error"]]
 
 
@@ -140,9 +140,9 @@ def test_resume_continues_an_experiment_started_with_trial_indices(local_ray, tm
     --resume of such an experiment still maps each trial to its row and finishes it."""
     from ray import tune
 
-    from sspa_ray.orchestration.plan import PLAN_FILE
     from sspa_ray.orchestration.progress import ProgressTable
     from sspa_ray.orchestration.trial import run_trial
+    from sspa_ray.outputs import PLAN_FILE
 
     body = ABLATION.replace("seeds: 2", "seeds: 1")
     monkeypatch.setenv("SSPA_TEST_CRASH_AFTER_EPOCH", "1")  # the first trial to finish epoch 1 crashes, once
@@ -167,7 +167,7 @@ def test_resume_continues_an_experiment_started_with_trial_indices(local_ray, tm
     assert plan.loggers is None
     frame = run_experiment(plan, resume=True, log=lambda line: None)
     assert (tmp_path / "crashed-once").exists()
-    assert sorted(zip(frame["row"], frame["modules.pam"], frame["status"])) == [(0, False, "completed"), (1, True, "completed")]
+    assert sorted(zip(frame["row"], frame["modules.pam"], frame["status"], strict=True)) == [(0, False, "completed"), (1, True, "completed")]
 
 
 @pytest.mark.parametrize("kind", ["tune", "ablate", "paper"])
@@ -212,7 +212,7 @@ def test_grafana_dashboard_has_one_panel_per_gauge_by_trial():
     dashboard = json.loads(GRAFANA_DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     assert len(exprs) == len(GAUGES)
-    for name, expr in zip(GAUGES, exprs):
+    for name, expr in zip(GAUGES, exprs, strict=True):
         assert f"ray_{GAUGE_PREFIX}{name}" in expr and "by (trial)" in expr
 
 

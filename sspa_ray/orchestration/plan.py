@@ -23,14 +23,14 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
-from sspa_ray.config import MODULES, SYNTHETIC_PRETRAINED, Config, make_config
+from sspa_ray.config import MODULES, SYNTHETIC_PRETRAINED, Config, horizon_warning, make_config
 from sspa_ray.data import configured_root, data_root, read_listing, synthetic
 from sspa_ray.engine import pretrain
-from sspa_ray.engine.selection import horizon_warning
 from sspa_ray.errors import RunDirError, SpecError
 from sspa_ray.orchestration.storage import get_text, is_uri, put_text, storage_join
 from sspa_ray.outputs import PLAN_FILE, SPEC_FILE, Kind
@@ -72,7 +72,7 @@ class Resources:
     max_concurrent: int = 0        # 0: as many as the cluster's resources allow
     max_failures: int = 2
 
-    def check(self) -> "Resources":
+    def check(self) -> Resources:
         if self.cpus_per_trial <= 0:
             raise SpecError(f"--cpus-per-trial {self.cpus_per_trial} is invalid: give a number > 0, e.g. 1")
         if self.gpus_per_trial < 0:
@@ -124,15 +124,15 @@ class ExperimentPlan(abc.ABC):
 
     # ---- building ------------------------------------------------------------------------
     @staticmethod
-    def for_search(space: SearchSpace, **options) -> "SearchPlan":
+    def for_search(space: SearchSpace, **options) -> SearchPlan:
         return SearchPlan.build(space, **options)
 
     @staticmethod
-    def for_ablation(spec: AblationSpec | Suite, **options) -> "AblationPlan | SuitePlan":
+    def for_ablation(spec: AblationSpec | Suite, **options) -> AblationPlan | SuitePlan:
         """The plan of one preset, or of a suite of presets (--preset paper)."""
         return (SuitePlan if isinstance(spec, Suite) else AblationPlan).build(spec, **options)
 
-    def _place(self, out: Path | None, storage: str | None) -> "ExperimentPlan":
+    def _place(self, out: Path | None, storage: str | None) -> ExperimentPlan:
         if problem := name_problem(self.name):
             raise SpecError(f"--name {problem}")
         self.out = (out or Path("experiments") / self.name).expanduser().resolve()
@@ -217,7 +217,7 @@ class ExperimentPlan(abc.ABC):
         if len(others) < len(keys):  # a module toggle or the method varies: name the method, or its modules that are on
             on = "+".join(short for key, (short, _title) in MODULES.items() if cfg.get(key)) or "none"
             parts.append(on if cfg.method.name == "sspa_jt" else cfg.method.name)
-        for key, leaf in zip(others, leaves):
+        for key, leaf in zip(others, leaves, strict=True):
             parts.append(f"{leaf if leaves.count(leaf) == 1 else key}={_text(cfg.get(key))}")
         if seed:
             parts.append(f"s{cfg.train.seed}")
@@ -333,7 +333,7 @@ class SearchPlan(ExperimentPlan):
     @classmethod
     def build(cls, space: SearchSpace, *, target: str, sets: dict[str, Any], seeds: int,
               out: Path | None, name: str | None, storage: str | None, resources: Resources,
-              dry_run: bool = False) -> "SearchPlan":
+              dry_run: bool = False) -> SearchPlan:
         check_seeds(seeds)
         if seeds > 1 and "train.seed" in space.space:
             raise SpecError(f"{space.path}: --seeds {seeds} replicates train.seed, which the space already varies; drop one")
@@ -429,7 +429,7 @@ class AblationPlan(ExperimentPlan):
     @classmethod
     def build(cls, spec: AblationSpec | Suite, *, target: str, sets: dict[str, Any], seeds: int | None,
               out: Path | None, name: str | None, storage: str | None, resources: Resources,
-              dry_run: bool = False) -> "AblationPlan":
+              dry_run: bool = False) -> AblationPlan:
         trials = spec.trials(target, sets, seeds)
         configs = [make_config(target, t.overrides) for t in trials]
         _check_data(configs, dry_run=dry_run)
@@ -481,7 +481,7 @@ class AblationPlan(ExperimentPlan):
         configs = [make_config(self.target, t.overrides) for t in self.trials]
         log(self._headline(len(configs)))
         varied = [k for k in self.varied_keys() if k != "train.seed"] + (["train.seed"] if self.seeds > 1 else [])
-        for i, (trial, cfg) in enumerate(zip(self.trials, configs)):
+        for i, (trial, cfg) in enumerate(zip(self.trials, configs, strict=True)):
             keys = " ".join(f"{k}={cfg.get(k)}" for k in varied)
             log(f"  {i:3d}  {keys}  -> {self._rows_of(trial)}")
         return configs

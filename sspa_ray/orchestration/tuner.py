@@ -23,8 +23,8 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import ray
@@ -37,6 +37,7 @@ from sspa_ray.orchestration.monitoring import install_grafana_dashboard, logger_
 from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
 from sspa_ray.orchestration.progress import TABLE_INTERVAL_S, ProgressTable
 from sspa_ray.orchestration.results import collect, write_results
+
 # Re-exported: the tuner.pkl of an ablation started before searchers.py existed names it here.
 from sspa_ray.orchestration.searchers import ListSearcher  # noqa: F401
 from sspa_ray.orchestration.stop import _TUNE_SIGINT_ENV, ExperimentStopped, StopGuard
