@@ -411,20 +411,11 @@ def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config
 def crop_padding(cfg: Config | Mapping[str, Any]) -> int:
     """Pixels of padding of the random crop: ``data.crop_padding``, or image_size // 8 for -1.
 
-    `cfg` is a Config or a flat config: a checkpoint's or a results.parquet row written before
-    make_config resolved the -1, which upgrade_flat turns into the pixels used.
+    `cfg` is a Config or a flat config that holds both keys (report/aggregate.py's read_results
+    passes results.parquet's rows).
     """
-    # A flat config holds both keys (upgrade_flat checks), so neither get() returns None.
     pad, size = cast(int, cfg.get(CROP_PADDING)), cast(int, cfg.get("data.image_size"))
     return size // 8 if pad < 0 else pad
-
-
-def upgrade_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat config of an earlier version as make_config builds it now (data.crop_padding in pixels)."""
-    out = dict(flat)
-    if CROP_PADDING in out and "data.image_size" in out:
-        out[CROP_PADDING] = crop_padding(out)
-    return out
 
 
 def selection_note(target: str | None, sets: Mapping[str, Any]) -> str | None:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from sspa_ray.config import EXECUTION_KEYS, Config, crop_padding, upgrade_flat
+from sspa_ray.config import EXECUTION_KEYS, Config, crop_padding
 from sspa_ray.data.augment import augment
 from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import latest_checkpoint, prune_checkpoints, save_checkpoint
@@ -165,8 +165,17 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        # Exactly the keys state_dict writes: no earlier format is upgraded (ARCHITECTURE.md, "One
+        # format, no upgrades"), and a checkpoint is never half-loaded.
+        expected = self.state_dict().keys()
+        if state.keys() != expected:
+            unknown, missing = sorted(state.keys() - expected), sorted(expected - state.keys())
+            raise ConfigError(
+                f"the checkpoint holds {', '.join(unknown) or 'no other keys'} and lacks {', '.join(missing) or 'none'} "
+                "of this version's: resume with the commit that wrote it (experiment.json's runs), or start a new run"
+            )
         current = self.cfg.to_flat()
-        saved = upgrade_flat(state["config"])  # a checkpoint of an earlier version may hold crop padding -1
+        saved = state["config"]
         changed = [key for key, value in saved.items() if key not in EXECUTION_KEYS and current.get(key) != value]
         if changed:
             key = changed[0]
@@ -179,8 +188,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler:
             self.scaler.load_state_dict(state["scaler"])
-        # A checkpoint of an earlier version holds SSPA-JT's selector at the top level.
-        self.method.load_state_dict(state["method"] if "method" in state else {"selector": state["selector"]})
+        self.method.load_state_dict(state["method"])
         set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.history = list(state["history"])

@@ -6,8 +6,7 @@
 - naming.py: trial names and the identity that finds an ablation's trial from Tune's config;
 - persistence.py: experiment.json and spec.yaml, --resume's checks, recovery from the store;
 - preflight.py: ASHA's rungs and the datasets' label files, checked before Ray starts;
-- prerequisites.py: the synthetic benchmarks and pretrained backbones made first, the horizon notes;
-- legacy.py: plans pickled by the version with one class for every kind.
+- prerequisites.py: the synthetic benchmarks and pretrained backbones made first, the horizon notes.
 
 Importing this package imports no Ray (the CLI validates with it before a cluster starts); only
 :meth:`ExperimentPlan.param_space` and :meth:`ExperimentPlan.tune_search`, which the driver calls

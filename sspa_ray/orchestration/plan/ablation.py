@@ -17,9 +17,6 @@ from sspa_ray.outputs import Kind
 from sspa_ray.specs.ablation import AblationSpec, TrialSpec
 from sspa_ray.specs.suite import Suite
 
-# Experiments started before Tune saw the dotted config ran a grid over this key; --resume maps it back.
-LEGACY_TRIAL_INDEX = "trial_index"
-
 
 @dataclass(kw_only=True)
 class AblationPlan(ExperimentPlan):
@@ -59,9 +56,7 @@ class AblationPlan(ExperimentPlan):
         return [trial.overrides], trial.row
 
     def ablation_trial(self, tune_config: Mapping[str, Any]) -> TrialSpec:
-        """The trial of a Tune config: its dotted config, or `trial_index` (an experiment of the previous version)."""
-        if LEGACY_TRIAL_INDEX in tune_config:
-            return self.trials[int(tune_config[LEGACY_TRIAL_INDEX])]
+        """The trial of a Tune config, found by its dotted config."""
         return self._trials_by_config[identity(tune_config)]
 
     @functools.cached_property

@@ -60,9 +60,8 @@ class ExperimentPlan(abc.ABC):
     notes: list[str] = field(default_factory=list)  # warnings to print before training (horizon)
     pretrained: list[Any] = field(default_factory=list)  # built-in backbones' recipes to build first
     synthetic: list[tuple[int, float]] = field(default_factory=list)  # (seed, scale) of synthetic benchmarks to generate first
-    # --logger: Ray's logger callbacks (sspa_ray.tracking.LOGGERS); None: an experiment of a version
-    # that let Tune pick its default loggers, resumed as it started.
-    loggers: list[str] | None = field(default_factory=lambda: list(DEFAULT_LOGGERS))
+    # --logger: Ray's logger callbacks (sspa_ray.tracking.LOGGERS).
+    loggers: list[str] = field(default_factory=lambda: list(DEFAULT_LOGGERS))
 
     # ---- building ------------------------------------------------------------------------
     @staticmethod
@@ -186,20 +185,3 @@ class ExperimentPlan(abc.ABC):
             "metric": self.metric, "mode": self.mode, "resources": asdict(self.resources),
             **self._stored(), "loggers": self.loggers,
         }
-
-    # ---- plans pickled by the previous version ------------------------------------------------
-    def __new__(cls, *args: Any, **kwargs: Any) -> ExperimentPlan:
-        from sspa_ray.orchestration.plan.ablation import AblationPlan
-
-        # Tune's tuner.pkl (read by --resume) of an experiment started when one class served every
-        # kind holds an ExperimentPlan, which unpickling creates without arguments; __setstate__
-        # then gives it its kind's class.
-        return super().__new__(AblationPlan if cls is ExperimentPlan else cls)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "kind" in state:
-            from sspa_ray.orchestration.plan.legacy import upgraded_state
-
-            state = upgraded_state(state)
-            self.__class__ = state.pop("__class__")
-        self.__dict__.update(state)

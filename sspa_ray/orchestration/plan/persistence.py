@@ -70,7 +70,7 @@ def _check_same_as_stored(plan: ExperimentPlan) -> None:
     if not plan.storage_given and stored.get("storage"):
         plan.storage = stored["storage"]  # --resume without --storage finds the original storage
     # Tune restores the experiment with the logger callbacks it started with.
-    plan.loggers = stored.get("loggers")
+    plan.loggers = stored["loggers"]
     stored_spec = (out / SPEC_FILE).read_text(encoding="utf-8") if (out / SPEC_FILE).is_file() else None
     mine = plan.summary()
     for key in RESUMED_AS_STARTED:
