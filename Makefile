@@ -1,12 +1,12 @@
 # One command each: `make demo` runs the module ablation on the embedded synthetic benchmark,
-# `make test` runs the test suite. Both create .venv and install what is missing.
+# `make test` runs the test suite, `make lint` ruff and mypy. Each creates .venv and install what is missing.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sspa-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test test-cuda bench install browser clean
+.PHONY: demo test lint test-cuda bench install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q
+
+# ruff (rules E, F, I, B, UP) over the code and tests; mypy over the engine and config.py (pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Debian's chromium, which the test of report.html opens headless (that test skips without it).
 browser:

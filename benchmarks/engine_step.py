@@ -61,7 +61,7 @@ def compare(title: str, data, settings: dict, rounds: int, run_dir: str) -> tupl
     steps, batch = full.steps, full.cfg.train.batch_size
     per_step = {name: median(values) / steps * 1e3 for name, values in seconds.items()}
     # Each round's ratio to that round's plain epoch, then their median: load drift cancels out.
-    ratios = {name: median([a / b for a, b in zip(values, seconds["plain"])]) for name, values in seconds.items()}
+    ratios = {name: median([a / b for a, b in zip(values, seconds["plain"], strict=True)]) for name, values in seconds.items()}
     print(f"\n{title}: batch {batch}, {steps} steps per epoch, median of {rounds} interleaved rounds")
     print(f"  {'':22} {'ms/step':>9} {'img/s':>8} {'x plain':>8}")
     for name, ms in per_step.items():

@@ -95,7 +95,7 @@ def setup_table(args) -> dict[tuple[str, int], list[float]]:
     base = [name for name, _ in setups]
     for (backbone, batch), row in table.items():
         print(f"  {backbone} batch {batch}: " + ", ".join(
-            f"{name} {value / row[0]:.2f}x fp32" for name, value in zip(base[1:], row[1:])))
+            f"{name} {value / row[0]:.2f}x fp32" for name, value in zip(base[1:], row[1:], strict=True)))
     return table
 
 

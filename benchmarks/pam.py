@@ -23,7 +23,7 @@ def random_batches(rng, count, batch, num_classes, clean_share=0.7):
     """Histograms of the clean part of `count` minibatches with long-tailed class priors."""
     prior = rng.dirichlet(np.full(num_classes, 0.6), size=count)
     n_clean = rng.binomial(batch, clean_share, size=count)
-    h = np.stack([rng.multinomial(n, p) for n, p in zip(n_clean, prior)])
+    h = np.stack([rng.multinomial(n, p) for n, p in zip(n_clean, prior, strict=True)])
     return h, batch - n_clean
 
 
@@ -52,8 +52,8 @@ def main() -> None:
     for batch, num_classes in [(128, 7), (256, 7), (128, 50), (512, 200)]:
         h, n = random_batches(rng, args.batches, batch, num_classes)
         reps = max(1, args.batches // 10)
-        t_slsqp = timed(lambda: [balance_counts_slsqp(h[i], n[i]) for i in range(reps)]) / reps
-        t_exact = timed(lambda: [balance_counts(h[i], n[i]) for i in range(args.batches)]) / args.batches
+        t_slsqp = timed(lambda h=h, n=n, reps=reps: [balance_counts_slsqp(h[i], n[i]) for i in range(reps)]) / reps
+        t_exact = timed(lambda h=h, n=n: [balance_counts(h[i], n[i]) for i in range(args.batches)]) / args.batches
         print(f"{batch:>6} {num_classes:>4} {t_slsqp * 1e6:>10.1f} {t_exact * 1e6:>10.1f} {t_slsqp / t_exact:>7.0f}x")
     h, n = random_batches(rng, 300, 128, 7)
     broken = sum(naive_rounding_breaks_sum(h[i], n[i]) for i in range(len(n)) if h[i].any())

@@ -76,7 +76,8 @@ def check(dataset: str, data_root: Path | None, as_json: bool, gallery: Path | N
     Exits 2 with one line naming the file (and line) on a missing folder, a malformed label
     line, a missing CSV column or an unreadable image.
     """
-    from sspa_ray.data import check_dataset, data_root as resolve_root
+    from sspa_ray.data import check_dataset
+    from sspa_ray.data import data_root as resolve_root
 
     report = check_dataset(dataset, data_root, progress=not as_json)
     if gallery is not None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, cast
 
 from sspa_ray.errors import ConfigError
 from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
@@ -182,7 +183,7 @@ class Config:
     def to_flat(self) -> dict[str, Any]:
         return {key: self.get(key) for key in KEYS}
 
-    def copy(self) -> "Config":
+    def copy(self) -> Config:
         return from_flat(self.to_flat())
 
     @property
@@ -190,7 +191,7 @@ class Config:
         """Effective number of experts: MoE off means one linear head."""
         return self.moe.experts if self.modules.moe else 1
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Checks that involve more than one key. Returns self."""
         if self.method.name == "sspa_jt" and self.modules.pam and not self.modules.ssm:
             raise ConfigError(
@@ -304,6 +305,7 @@ def coerce(key: str, value: Any) -> Any:
 
     if optional and (value is None or (isinstance(value, str) and value.strip().lower() in {"none", "null", ""})):
         return None
+    out: Any
     if t == "bool":
         if isinstance(value, bool):
             out = value
@@ -409,19 +411,11 @@ def make_config(target: str | None = None, *layers: Mapping[str, Any]) -> Config
 def crop_padding(cfg: Config | Mapping[str, Any]) -> int:
     """Pixels of padding of the random crop: ``data.crop_padding``, or image_size // 8 for -1.
 
-    `cfg` is a Config or a flat config: a checkpoint's or a results.parquet row written before
-    make_config resolved the -1, which upgrade_flat turns into the pixels used.
+    `cfg` is a Config or a flat config that holds both keys (report/aggregate.py's read_results
+    passes results.parquet's rows).
     """
-    pad = cfg.get(CROP_PADDING)
-    return cfg.get("data.image_size") // 8 if pad < 0 else pad
-
-
-def upgrade_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat config of an earlier version as make_config builds it now (data.crop_padding in pixels)."""
-    out = dict(flat)
-    if CROP_PADDING in out and "data.image_size" in out:
-        out[CROP_PADDING] = crop_padding(out)
-    return out
+    pad, size = cast(int, cfg.get(CROP_PADDING)), cast(int, cfg.get("data.image_size"))
+    return size // 8 if pad < 0 else pad
 
 
 def selection_note(target: str | None, sets: Mapping[str, Any]) -> str | None:
@@ -434,6 +428,29 @@ def selection_note(target: str | None, sets: Mapping[str, Any]) -> str | None:
         return None
     return (f"train.epochs={sets['train.epochs']}: train.selection_epochs defaults to half of it, {used} "
             f"(not {default}); set train.selection_epochs to choose")
+
+
+# The share of the 1/C threshold start that the paper's schedule leaves: eta^T_S = 0.95^40 = 0.13.
+PAPER_HORIZON = 0.95**40
+# Above this share the thresholds stay near 1/C, so the selection is looser than the paper's. How
+# much looser depends on the model's confidence, which the warning cannot know before training.
+HORIZON_LIMIT = 0.5
+
+
+def horizon_warning(cfg: Config) -> str | None:
+    """One warning line when eta^T_S leaves more than HORIZON_LIMIT of the 1/C start, else None.
+
+    Arithmetic on the config alone, so the plan prints it before Ray starts without importing the
+    engine, and SSPA-JT prints it each SS epoch."""
+    eta, epochs = cfg.ssm.momentum, cfg.train.selection_epochs
+    if not cfg.modules.ssm or epochs == 0 or eta**epochs <= HORIZON_LIMIT:
+        return None
+    restoring = PAPER_HORIZON ** (1 / epochs)
+    return (
+        f"warning: ssm.momentum={eta:g} over train.selection_epochs={epochs} leaves {eta**epochs:.2f} of the "
+        f"thresholds' 1/C start (the paper: 0.95^40 = {PAPER_HORIZON:.2f}): the thresholds stay near 1/C, so SSM "
+        f"selects less strictly than in the paper; ssm.momentum={restoring:.2f} restores the paper's horizon"
+    )
 
 
 def describe_keys(target: str = "synthetic") -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 # Unknown keys are usually typos of a known one; a looser cutoff fits short choice values.
 KEY_CUTOFF = 0.6

@@ -16,8 +16,9 @@ import math
 import netrc
 import os
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sspa_ray.errors import UserError
 

@@ -88,7 +88,7 @@ def make_affectnet(root: Path, *, train=AFFECTNET_TRAIN, val=AFFECTNET_VAL, val_
         if split == "train":
             codes += [1] * len(AFFECTNET_VA_OUT_OF_RANGE)
             va += AFFECTNET_VA_OUT_OF_RANGE
-        for i, (code, (valence, arousal)) in enumerate(zip(codes, va)):
+        for i, (code, (valence, arousal)) in enumerate(zip(codes, va, strict=True)):
             sub = str(100 + i % 3)
             (base / "Manually_Annotated_Images" / sub).mkdir(parents=True, exist_ok=True)
             box = (10, 5, 16, 16) if i % 2 else (30, 20, 16, 16)  # the second kind sticks out: clipped

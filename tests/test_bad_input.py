@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _layouts import make_affectnet, make_caers, make_rafdb
 from conftest import mount_tmpfs
 

@@ -317,7 +317,7 @@ def test_a_lost_cluster_resumes_from_the_store_on_a_new_one(clusters, object_sto
         assert object_store.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
     started = {trial: max(e for t, _, e in before if t == trial) for trial, _, _ in before}
     continued = set()
-    for trial, run, epoch in after:  # the first epoch each interrupted trial trains again
+    for trial, _run, epoch in after:  # the first epoch each interrupted trial trains again
         if trial in started and trial not in continued:
             continued.add(trial)
             assert epoch >= started[trial], (trial, epoch, started[trial])  # the newest checkpoint's next

@@ -10,8 +10,8 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from _layouts import make_rafdb
+
 from sspa_ray.data import cache, load_split, read_listing
 from sspa_ray.errors import DataError
 

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from _layouts import AFFECTNET_TRAIN, AFFECTNET_VA, interleave, make_affectnet, make_caers, make_rafdb, red_share
 from PIL import Image
 
-from _layouts import AFFECTNET_TRAIN, AFFECTNET_VA, interleave, make_affectnet, make_caers, make_rafdb, red_share
 from sspa_ray.config import make_config
 from sspa_ray.data import check_dataset, load_joint_data, load_split, stratified_subset
 from sspa_ray.errors import DataError
@@ -161,7 +161,7 @@ def test_load_joint_data_on_real_layouts(tmp_path):
     assert len(set(joint.aux_train.paths)) == 23
     # The aux share keeps each sample's valence and arousal; real targets have none.
     full = load_split("affectnet", "train", tmp_path, 16, progress=False)
-    va = dict(zip(full.paths, full.valence_arousal.tolist()))
+    va = dict(zip(full.paths, full.valence_arousal.tolist(), strict=True))
     assert joint.aux_train.valence_arousal.tolist() == [va[p] for p in joint.aux_train.paths]
     assert joint.target_train.valence_arousal is None and joint.target_true_valence_arousal is None
     cfg.set("data.aux", "none")

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_engine import BASE, easy_data, without_timing
 
 from sspa_ray.config import make_config
-from sspa_ray.data import JointData, Split
+from sspa_ray.data import JointData
 from sspa_ray.data.relabelled_list import read_relabelled_list
 from sspa_ray.engine import fit
 from sspa_ray.engine.methods.dcjt import approximate_relabels, aux_epochs, balanced_draws, va_weight
 from sspa_ray.errors import ConfigError, DataError
 from sspa_ray.labels import CLASS_INDEX
-from test_engine import BASE, easy_data, without_timing
 
 
 @pytest.mark.parametrize("epochs,expected", [
@@ -143,7 +143,7 @@ def test_dcjt_with_its_list_is_faithful_and_trains_only_on_listed_images(tmp_pat
     rafdb_order = {CLASS_INDEX[n]: code - 1 for code, n in
                    {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}.items()}
     listing.write_text("".join(f"/data/{p} {rafdb_order[t]} 0.1 -0.1\n"
-                               for p, t in list(zip(data.aux_train.paths, truth))[:100]))
+                               for p, t in list(zip(data.aux_train.paths, truth, strict=True))[:100]))
     cfg = make_config("synthetic", DCJT, {"dcjt.aux_labels": str(listing)})
     metrics = fit(cfg, tmp_path / "run", data=data, log=lambda _: None)
     assert metrics["dcjt"]["aux_labels"] == "DCJT's list" and metrics["dcjt"]["aux_images_used"] == 100

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_engine import BASE, easy_data, without_timing
 
 from sspa_ray.cli.main import cli
 from sspa_ray.config import METHODS as METHOD_NAMES
@@ -20,7 +21,6 @@ from sspa_ray.engine.loop import Trainer
 from sspa_ray.engine.methods import METHODS
 from sspa_ray.engine.methods.scn import high_group, rank_loss, relabel_epoch, relabel_targets
 from sspa_ray.errors import ConfigError
-from test_engine import BASE, easy_data, without_timing
 
 
 def test_every_method_name_has_one_registered_class_and_the_modules_are_defined_once():

@@ -25,9 +25,9 @@ import pytest
 from click.testing import CliRunner
 
 from sspa_ray.cli.main import cli
+from sspa_ray.orchestration.monitoring import GRAFANA_DASHBOARD
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.progress import GAUGE_PREFIX, GAUGES
-from sspa_ray.orchestration.monitoring import GRAFANA_DASHBOARD
 from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.specs.ablation import load_ablation
 from sspa_ray.tracking import GROUP_TAG
@@ -104,11 +104,11 @@ def test_tune_sees_each_trials_dotted_config(ablation):
     table = ExperimentAnalysis(plan.experiment_path).dataframe()
     assert {"config/modules.pam", "config/train.seed", "config/train.epochs", "config/data.synthetic_scale"} <= set(table.columns)
     assert "config/trial_index" not in table.columns
-    assert sorted(zip(table["config/modules.pam"], table["config/train.seed"])) == [(False, 0), (False, 1), (True, 0), (True, 1)]
+    assert sorted(zip(table["config/modules.pam"], table["config/train.seed"], strict=True)) == [(False, 0), (False, 1), (True, 0), (True, 1)]
     # Trial folders and names are short and readable; results.parquet maps every trial back to its row.
     folders = {p.name for p in Path(plan.experiment_path).iterdir() if p.is_dir()}
     assert NAMES <= folders, folders
-    assert sorted(zip(frame["row"], frame["modules.pam"])) == [(0, False), (0, False), (1, True), (1, True)]
+    assert sorted(zip(frame["row"], frame["modules.pam"], strict=True)) == [(0, False), (0, False), (1, True), (1, True)]
     assert (frame["status"] == "completed").all(), frame[["status", "error"]]
 
 
@@ -135,84 +135,11 @@ def test_mlflow_file_store_has_one_run_per_trial_grouped_by_configuration(ablati
         assert run.data.tags[GROUP_TAG] == ("pamab-ssm+fix+moe+pam" if pam else "pamab-ssm+fix+moe")
 
 
-def test_resume_continues_an_experiment_started_with_trial_indices(local_ray, tmp_path, monkeypatch):
-    """The previous version ran an ablation as a grid over `trial_index` with Tune's default loggers;
-    --resume of such an experiment still maps each trial to its row and finishes it."""
-    from ray import tune
-
-    from sspa_ray.orchestration.plan import PLAN_FILE
-    from sspa_ray.orchestration.progress import ProgressTable
-    from sspa_ray.orchestration.trial import run_trial
-
-    body = ABLATION.replace("seeds: 2", "seeds: 1")
-    monkeypatch.setenv("SSPA_TEST_CRASH_AFTER_EPOCH", "1")  # the first trial to finish epoch 1 crashes, once
-    monkeypatch.setenv("SSPA_TEST_CRASH_MARKER", str(tmp_path / "crashed-once"))
-    old = _plan(tmp_path, body)
-    old.prepare_out(resume=False, overwrite=False)
-    old.save()
-    stored = json.loads((old.out / PLAN_FILE).read_text())
-    del stored["loggers"]
-    (old.out / PLAN_FILE).write_text(json.dumps(stored))
-    tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, plan=old), {"cpu": 1}),
-        param_space={"trial_index": tune.grid_search([0, 1])},
-        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
-        run_config=tune.RunConfig(name=old.name, storage_path=old.storage, callbacks=[ProgressTable(old)], verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
-    ).fit()
-    monkeypatch.delenv("SSPA_TEST_CRASH_AFTER_EPOCH")
-
-    plan = _plan(tmp_path, body)
-    plan.prepare_out(resume=True, overwrite=False)
-    assert plan.loggers is None
-    frame = run_experiment(plan, resume=True, log=lambda line: None)
-    assert (tmp_path / "crashed-once").exists()
-    assert sorted(zip(frame["row"], frame["modules.pam"], frame["status"])) == [(0, False, "completed"), (1, True, "completed")]
-
-
-@pytest.mark.parametrize("kind", ["tune", "ablate", "paper"])
-def test_a_plan_pickled_when_one_class_served_every_kind_unpickles_as_its_kind(tmp_path, kind):
-    """Tune's tuner.pkl, which --resume reads, holds the plan (in the trial-name creator and the
-    callbacks). Before plans had a class per kind it pickled an ExperimentPlan whose `kind`, `space`,
-    `trials`, `suite` and `spec` said what it ran; such a pickle loads as the kind's plan."""
-    import pickle
-
-    from sspa_ray.orchestration.plan import AblationPlan, SearchPlan, SuitePlan
-    from sspa_ray.specs.search_space import load_search_space
-    from sspa_ray.specs.suite import paper_suite
-
-    options = dict(target="synthetic", sets={}, out=tmp_path / "exp", name=None, storage=None, resources=Resources())
-    if kind == "tune":
-        space = tmp_path / "space.yaml"
-        space.write_text("name: old\nspace:\n  pam.alpha: {grid: [1, 2]}\n" + TINY)
-        plan = ExperimentPlan.for_search(load_search_space(space), seeds=2, **options)
-        old = {"kind": "tune", "trials": [], "suite": None, "spec": None}
-        tune_config = {"pam.alpha": 2, "train.seed": 1}
-    elif kind == "ablate":
-        plan = _plan(tmp_path, ABLATION)
-        old = {"kind": "ablate", "space": None, "suite": None}
-        tune_config = plan.tune_configs()[3]
-    else:
-        plan = ExperimentPlan.for_ablation(paper_suite("synthetic"), seeds=None, **options)
-        old = {"kind": "ablate", "space": None, "suite": plan.spec, "spec": None}
-        tune_config = plan.tune_configs()[-1]
-    pickled = object.__new__(type(plan))
-    pickled.__dict__.update({**plan.__dict__, **old})
-    pickled.__class__ = ExperimentPlan  # what the previous version's pickle names
-    loaded = pickle.loads(pickle.dumps(pickled))
-
-    assert type(loaded) is {"tune": SearchPlan, "ablate": AblationPlan, "paper": SuitePlan}[kind]
-    assert loaded.summary() == plan.summary()
-    assert loaded.tune_trial_name(tune_config, "ab_00003") == plan.tune_trial_name(tune_config, "ab_00003")
-    assert loaded.trial_feeds(tune_config) == plan.trial_feeds(tune_config)
-    assert loaded.trial_config(tune_config)[0].to_flat() == plan.trial_config(tune_config)[0].to_flat()
-
-
 def test_grafana_dashboard_has_one_panel_per_gauge_by_trial():
     dashboard = json.loads(GRAFANA_DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     assert len(exprs) == len(GAUGES)
-    for name, expr in zip(GAUGES, exprs):
+    for name, expr in zip(GAUGES, exprs, strict=True):
         assert f"ray_{GAUGE_PREFIX}{name}" in expr and "by (trial)" in expr
 
 

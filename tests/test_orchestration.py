@@ -75,7 +75,7 @@ def test_grid_2x2_gives_four_rows_with_the_config_columns(local_ray, tmp_path, c
     assert len(stored) == 4 and list(stored["trial_id"]) == list(frame["trial_id"])
     assert set(KEYS) <= set(stored.columns)
     assert {"trial_id", "status", "error", "epochs_done", "best.epoch", "best.macro_f1", "row"} <= set(stored.columns)
-    assert sorted(zip(stored["pam.alpha"], stored["moe.experts"])) == [(1.0, 1), (1.0, 3), (5.0, 1), (5.0, 3)]
+    assert sorted(zip(stored["pam.alpha"], stored["moe.experts"], strict=True)) == [(1.0, 1), (1.0, 3), (5.0, 1), (5.0, 3)]
     assert (stored["status"] == "completed").all() and (stored["epochs_done"] == 2).all()
     assert (stored["row"] == -1).all() and (stored["train.epochs"] == 2).all() and (stored["data.synthetic_scale"] == 0.1).all()
     assert (stored["train.num_threads"] == 1).all()  # one CPU per trial
@@ -506,7 +506,7 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
         plan = _tune_plan(space, tmp_path / "exp", sets={"train.seed": 5}, seeds=2)
         frame = run_experiment(plan, progress_interval_s=60.0)
         assert (frame["status"] == "completed").all() and len(frame) == 4
-        assert sorted(zip(frame["pam.alpha"], frame["train.seed"])) == [(1.0, 5), (1.0, 6), (2.0, 5), (2.0, 6)]
+        assert sorted(zip(frame["pam.alpha"], frame["train.seed"], strict=True)) == [(1.0, 5), (1.0, 6), (2.0, 5), (2.0, 6)]
         used = set()
         for path in _trial_dirs(plan).values():
             used |= set(re.findall(r"on node ([0-9a-f]+)", (path / "train.log").read_text()))

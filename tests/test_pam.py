@@ -130,7 +130,7 @@ def test_pair_plan_is_reproducible_and_lambda_follows_beta():
     clean = rng.random((200, 64)) < 0.5
     a = pair_plan(labels, clean, 7, 5.0, 1.0, np.random.default_rng(3))
     b = pair_plan(labels, clean, 7, 5.0, 1.0, np.random.default_rng(3))
-    assert all((x == y).all() for x, y in zip(a, b))
+    assert all((x == y).all() for x, y in zip(a, b, strict=True))
     lam = a[1][~clean]
     assert lam.mean() == pytest.approx(5 / 6, abs=0.01)  # mean of Beta(5, 1)
 

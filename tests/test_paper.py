@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pandas as pd
+from _layouts import make_affectnet, make_rafdb
 from click.testing import CliRunner
 
-from _layouts import make_affectnet, make_rafdb
 from sspa_ray.cli.main import cli
 from sspa_ray.config import make_config
 from sspa_ray.orchestration.dryrun import EpochSizes
@@ -175,7 +175,7 @@ def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_
     feeds = [parse_feeds(f) for f in frame["feeds"]]
     full_model = next(f for f in feeds if ("table_6", 2) in f)
     assert sorted(t for t, _ in full_model) == ["table_3", "table_5", "table_6", "table_7", "table_8"]
-    for table, preset in PAPER_TABLES["synthetic"].items():
+    for table in PAPER_TABLES["synthetic"]:
         md = (out / table / "table.md").read_text()
         assert suite.tables[table].title in md and "pending" not in md
         assert (out / table / "spec.yaml").is_file() and (out / table / "table.tex").is_file()

@@ -116,7 +116,7 @@ def test_resume_of_a_finished_run_changes_nothing_and_accepts_execution_keys(fin
     before = without_timing(run / "metrics.json")
     result = train("--resume", str(run), "--set", "train.num_threads=1")
     assert result.exit_code == 0, result.output
-    assert "final: accuracy" in result.output and not any(l.startswith("epoch ") for l in result.output.splitlines())
+    assert "final: accuracy" in result.output and not any(line.startswith("epoch ") for line in result.output.splitlines())
     assert without_timing(run / "metrics.json") == before
 
 

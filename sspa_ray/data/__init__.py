@@ -164,7 +164,7 @@ def check_dataset(dataset: str, root: str | os.PathLike | None, *, progress: boo
     for split in READERS[dataset].SPLITS:
         listing = read_listing(dataset, split, root)
         counts = np.bincount(listing.labels, minlength=NUM_CLASSES)
-        report[split] = {name: int(n) for name, n in zip(CLASSES, counts)}
+        report[split] = {name: int(n) for name, n in zip(CLASSES, counts, strict=True)}
         dropped[split] = listing.dropped
         if listing.valence_arousal is not None:
             affect[split] = _ranges(listing.valence_arousal)
@@ -188,5 +188,5 @@ def _ranges(valence_arousal: np.ndarray) -> dict:
     """min, max and mean of valence and of arousal (kept rows: all in [-1, 1])."""
     return {
         name: {"min": float(column.min()), "max": float(column.max()), "mean": float(column.mean())}
-        for name, column in zip(("valence", "arousal"), valence_arousal.T.astype(np.float64))
+        for name, column in zip(("valence", "arousal"), valence_arousal.T.astype(np.float64), strict=True)
     }

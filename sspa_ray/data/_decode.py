@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -81,6 +81,6 @@ def decode_listing(listing: Listing, size: int, *, label: str, progress: bool) -
     with Progress(len(listing), label, progress) as bar, ThreadPoolExecutor(decode_threads()) as pool:
         for start in range(0, len(listing), chunk):
             indices = range(start, min(start + chunk, len(listing)))
-            for i, result in zip(indices, pool.map(work, indices)):
+            for i, result in zip(indices, pool.map(work, indices), strict=True):
                 bar.update()
                 yield i, result

@@ -50,7 +50,7 @@ class Progress:
         sys.stderr.write(("\r" + end + " " * 10 + "\n") if self._tty else end + "\n")
         sys.stderr.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

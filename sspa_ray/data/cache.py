@@ -10,9 +10,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def cache_key(listing: Listing, size: int) -> str:
     # Every trial computes this key, so it runs on plain strings: pathlib's joins cost 3x the
     # stat calls themselves (0.6 s for the 23,690 rows of the synthetic aux list).
     base = str(listing.base)
-    for rel, box in zip(listing.paths, listing.boxes.tolist()):
+    for rel, box in zip(listing.paths, listing.boxes.tolist(), strict=True):
         path = os.path.join(base, rel)
         try:
             stat = os.stat(path)

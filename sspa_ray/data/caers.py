@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from sspa_ray.data._listing import (
-    CROP_BOX, CROP_FULL, IMAGE_SUFFIXES, Listing, no_boxes, require_dir, require_nonempty,
+    CROP_BOX,
+    CROP_FULL,
+    IMAGE_SUFFIXES,
+    Listing,
+    no_boxes,
+    require_dir,
+    require_nonempty,
 )
 from sspa_ray.errors import DataError
 from sspa_ray.labels import CAERS_FOLDERS, CLASS_INDEX

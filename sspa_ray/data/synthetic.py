@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sspa_ray.data._progress import Progress
 from sspa_ray.data import rafdb
+from sspa_ray.data._progress import Progress
 from sspa_ray.data._render import PARAMS, P, Style, identity_looks, render
 from sspa_ray.data.cache import cache_dir, locked
 from sspa_ray.errors import DataError
@@ -83,7 +83,7 @@ class AnnotationStandard:
         labels = distance.argmin(1)
         if rng is not None:
             draws = rng.random((len(self.confusions), len(labels)))
-            for (seen_as, written_as, p), draw in zip(self.confusions, draws):
+            for (seen_as, written_as, p), draw in zip(self.confusions, draws, strict=True):
                 labels = np.where((labels == CLASS_INDEX[seen_as]) & (draw < p), CLASS_INDEX[written_as], labels)
         return labels.astype(np.int64)
 
@@ -237,7 +237,7 @@ def _draw(job: _Job) -> tuple[np.ndarray | None, np.ndarray]:
     if job.blank is not None:
         images[job.blank] = images[job.blank, :1, :1, :]  # a "non-face" row is a flat patch of colour
     if job.files:
-        for path, image in zip(job.files, images):
+        for path, image in zip(job.files, images, strict=True):
             Image.fromarray(image).save(path, format="JPEG", quality=job.style.quality)
         return None, boxes
     if job.size and job.size != job.style.canvas:
@@ -277,7 +277,7 @@ def _draw_all(jobs: list[_Job], workers: int | None, bar: Progress | None = None
         results = pool.map(_draw, jobs)
     try:
         done = []
-        for job, result in zip(jobs, results):
+        for job, result in zip(jobs, results, strict=True):
             done.append(result)
             if bar is not None:
                 bar.update(len(job))
@@ -332,7 +332,7 @@ def _affectnet_paths(seed: int, split: str, n: int) -> list[str]:
 def _write_rafdb_labels(out: Path, faces: dict[str, _Faces]) -> None:
     lines = []
     for split in ("train", "test"):
-        for name, label in zip(_rafdb_names(split, len(faces[split].labels)), faces[split].labels):
+        for name, label in zip(_rafdb_names(split, len(faces[split].labels)), faces[split].labels, strict=True):
             lines.append(f"{name}.jpg {_RAFDB_CODE[CLASSES[label]]}\n")
     label_dir = out / "rafdb" / "EmoLabel"
     label_dir.mkdir(parents=True)
@@ -346,7 +346,7 @@ def _write_target_valence_arousal(out: Path, faces: dict[str, _Faces]) -> None:
         writer.writerow(("path", "valence", "arousal"))
         for split in ("train", "test"):
             truth = valence_arousal(faces[split].params)
-            for name, (valence, arousal) in zip(_rafdb_names(split, len(truth)), truth):
+            for name, (valence, arousal) in zip(_rafdb_names(split, len(truth)), truth, strict=True):
                 writer.writerow((f"{rafdb.IMAGE_DIR.as_posix()}/{name}_aligned.jpg", f"{valence:.6f}", f"{arousal:.6f}"))
 
 
@@ -433,7 +433,7 @@ def generate(out: Path, seed: int = 0, scale: float = 1.0, *, progress: bool = F
         "seed": seed,
         "scale": scale,
         "images": total,
-        "rafdb_train": dict(zip(CLASSES, target_counts.tolist())),
+        "rafdb_train": dict(zip(CLASSES, target_counts.tolist(), strict=True)),
         "affectnet_train": len(truth),
         "rafdb_test": sizes["rafdb/test"],
         "imbalance": float(target_counts.max() / max(target_counts.min(), 1)),

@@ -53,7 +53,8 @@ class DeviceImages:
         self.resident = None
         if resident:
             self.resident = torch.empty((int(self.bounds[-1]), *parts[0].shape[1:]), dtype=torch.uint8, device=device)
-            for part, start in zip(parts, self.bounds):
+            # bounds holds one more entry than parts (the end): each part pairs with its start.
+            for part, start in zip(parts, self.bounds, strict=False):
                 for a in range(0, len(part), 4096):
                     chunk = np.array(part[a : a + 4096])
                     self.resident[start + a : start + a + len(chunk)].copy_(torch.from_numpy(chunk))

@@ -30,16 +30,16 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-from sspa_ray.config import EXECUTION_KEYS, Config, crop_padding, upgrade_flat
+from sspa_ray.config import EXECUTION_KEYS, Config, crop_padding
 from sspa_ray.data.augment import augment
 from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import latest_checkpoint, prune_checkpoints, save_checkpoint
@@ -67,7 +67,7 @@ class _World:
         return self.size > 1
 
     @classmethod
-    def current(cls) -> "_World":
+    def current(cls) -> _World:
         if dist.is_available() and dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size())
         return cls()
@@ -165,8 +165,17 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        # Exactly the keys state_dict writes: no earlier format is upgraded (ARCHITECTURE.md, "One
+        # format, no upgrades"), and a checkpoint is never half-loaded.
+        expected = self.state_dict().keys()
+        if state.keys() != expected:
+            unknown, missing = sorted(state.keys() - expected), sorted(expected - state.keys())
+            raise ConfigError(
+                f"the checkpoint holds {', '.join(unknown) or 'no other keys'} and lacks {', '.join(missing) or 'none'} "
+                "of this version's: resume with the commit that wrote it (experiment.json's runs), or start a new run"
+            )
         current = self.cfg.to_flat()
-        saved = upgrade_flat(state["config"])  # a checkpoint of an earlier version may hold crop padding -1
+        saved = state["config"]
         changed = [key for key, value in saved.items() if key not in EXECUTION_KEYS and current.get(key) != value]
         if changed:
             key = changed[0]
@@ -179,8 +188,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler:
             self.scaler.load_state_dict(state["scaler"])
-        # A checkpoint of an earlier version holds SSPA-JT's selector at the top level.
-        self.method.load_state_dict(state["method"] if "method" in state else {"selector": state["selector"]})
+        self.method.load_state_dict(state["method"])
         set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.history = list(state["history"])
@@ -188,7 +196,7 @@ class Trainer:
 
     # ---- the run ---------------------------------------------------------------------------
     def run(self, *, report: Callable[[EpochRecord, Path | None], None] | None = None, resume: bool = False) -> dict:
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         checkpoints = self.run_dir / CHECKPOINTS_DIR
         if resume:
             found = latest_checkpoint(checkpoints, self.log)
@@ -224,14 +232,14 @@ class Trainer:
             self.last_eval = classification_metrics(self.data.test.labels, self._predict_test())
             record = self._record(stage, loss, t.batch_size * plan.steps / seconds)
             self.history.append(record)
-            self.log(self._progress_line(record))
+            self.log(self._progress_line(dict(record)))
             written = None
             if self.is_main:
                 self.method.write_files(self.run_dir, self.epoch)
                 write_metrics(self.run_dir, self.summary())
                 written = save_checkpoint(checkpoints, self.epoch, self.state_dict())
             if report is not None:
-                report(dict(record), written)
+                report(record.copy(), written)
             if self.is_main:
                 prune_checkpoints(checkpoints, keep=2)
             if self.faults:
@@ -240,12 +248,12 @@ class Trainer:
 
     def training_model(self) -> torch.nn.Module:
         """The model the steps run: DDP-wrapped across workers and compiled when the config asks."""
-        model = self.model
+        model: torch.nn.Module = self.model
         if self.world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.cfg.train.compile:
-            model = torch.compile(model)
+            model = cast(torch.nn.Module, torch.compile(model))  # an OptimizedModule, typed as a callable
         return model
 
     def plan(self) -> EpochPlan:
@@ -268,13 +276,13 @@ class Trainer:
         halfway = plan.steps // 2 if self.faults else -1
         model.train()
         for step in range(plan.steps):
-            if step == halfway:
+            if step == halfway and self.faults:
                 self.faults.halfway(self.epoch)
             ids = plan.ids[step]
             x = augment(self.train_images.take(plan.ids_host[step], ids), generator, self.padding,
                         channels_last=self.channels_last)
             y = plan.labels[ids]
-            if plan.partner is not None:
+            if plan.partner is not None and plan.lam is not None:  # PAM's plans set both
                 partner = plan.partner[step]
                 x, y = mixup(x, partner, plan.lam[step]), y[partner]
             weight = plan.weight[step]
@@ -311,7 +319,7 @@ class Trainer:
     # ---- outputs ---------------------------------------------------------------------------
     def _record(self, stage: Stage, loss: float, img_per_s: float) -> EpochRecord:
         extra = self.method.record()
-        return {
+        record = {
             "epoch": self.epoch,
             "stage": Stage(stage).value,
             "loss": loss,
@@ -320,6 +328,7 @@ class Trainer:
             "img_per_s": img_per_s,
             **extra,
         }
+        return cast(EpochRecord, record)  # the method's figures are EpochRecord's optional keys
 
     def _progress_line(self, r: dict) -> str:
         return (
@@ -329,8 +338,9 @@ class Trainer:
 
     def summary(self) -> dict:
         """The content of metrics.json: the final epoch's figures, the best epoch, the history."""
-        final = self.history[-1]
-        best = max(self.history, key=lambda r: r[BEST_BY])  # first of equals
+        history = cast(list[dict[str, Any]], self.history)  # read by the names in METRICS and BEST_BY
+        final = history[-1]
+        best = max(history, key=lambda r: r[BEST_BY])  # first of equals
         out = {key: final[key] for key in METRICS}
         out.update(
             epochs_done=self.epoch,

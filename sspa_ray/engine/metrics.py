@@ -7,6 +7,8 @@ scikit-learn convention); on RAF-DB and CAER-S all seven classes occur, so this 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sspa_ray.labels import CLASSES
@@ -56,7 +58,7 @@ def selection_metrics(clean: np.ndarray, labels: np.ndarray, true_labels: np.nda
     """
     clean = np.asarray(clean, dtype=bool)
     labels = np.asarray(labels)
-    out = {"clean_share": _share(clean.sum(), clean.size)}
+    out: dict[str, Any] = {"clean_share": _share(clean.sum(), clean.size)}
     # Per class of the given label: the share kept (what can be seen without ground truth).
     out["kept_per_class"] = {name: _share((clean & (labels == i)).sum(), (labels == i).sum())
                              for i, name in enumerate(CLASSES)}

@@ -79,7 +79,7 @@ def pair_plan(
     has_clean = h.sum(axis=1) > 0
     n_noisy = np.where(has_clean, batch - clean.sum(axis=1), 0)
     # One small solve per minibatch: a loop over batches (not samples), once per epoch.
-    s = np.stack([balance_counts(h_row, n_row) for h_row, n_row in zip(h, n_noisy)])
+    s = np.stack([balance_counts(h_row, n_row) for h_row, n_row in zip(h, n_noisy, strict=True)])
 
     # Sort every position by (row, class), noisy positions after the clean ones of their row, so
     # the clean samples of (row r, class c) are a contiguous block starting at start[r, c].

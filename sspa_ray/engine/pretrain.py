@@ -26,12 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sspa_ray.config import SYNTHETIC_PRETRAINED, Config
 from sspa_ray.data import synthetic
 from sspa_ray.data._progress import Progress
 from sspa_ray.data.augment import augment, normalize
 from sspa_ray.data.cache import cache_dir, locked
 from sspa_ray.engine.checkpoint import atomic_write_bytes
-from sspa_ray.config import SYNTHETIC_PRETRAINED
 from sspa_ray.errors import ConfigError
 
 VERSION = 1  # bump when the training below or the faces of synthetic.identity_faces change the weights
@@ -60,7 +60,7 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def recipe_for(cfg) -> Recipe:
+def recipe_for(cfg: Config) -> Recipe:
     """The recipe of a run's built-in backbone: its backbone, its image size, the benchmark's seed."""
     if cfg.model.backbone not in PRETRAINABLE_BACKBONES:
         raise ConfigError(
@@ -85,7 +85,7 @@ def ensure(recipe: Recipe, *, progress: bool = True) -> Path:
     return final
 
 
-def resolved(cfg, *, progress: bool = True):
+def resolved(cfg: Config, *, progress: bool = True):
     """`cfg`, or a copy whose model.pretrained is the built-in backbone's cached file."""
     if cfg.model.pretrained != SYNTHETIC_PRETRAINED:
         return cfg

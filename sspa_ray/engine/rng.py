@@ -9,6 +9,7 @@ tensor so that ``torch.load(weights_only=True)`` reads the checkpoint.
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ def seed_of(*words: int) -> int:
 
 
 def rng_state() -> dict:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # The legacy form, a tuple (numpy's stubs also allow the dict of legacy=False).
+    kind, keys, pos, has_gauss, gauss = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],

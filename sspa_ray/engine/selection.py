@@ -18,25 +18,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-# The share of the 1/C threshold start that the paper's schedule leaves: eta^T_S = 0.95^40 = 0.13.
-PAPER_HORIZON = 0.95**40
-# Above this share the thresholds stay near 1/C, so the selection is looser than the paper's. How
-# much looser depends on the model's confidence, which the warning cannot know before training.
-HORIZON_LIMIT = 0.5
-
-
-def horizon_warning(cfg) -> str | None:
-    """One warning line when eta^T_S leaves more than HORIZON_LIMIT of the 1/C start, else None."""
-    eta, epochs = cfg.ssm.momentum, cfg.train.selection_epochs
-    if not cfg.modules.ssm or epochs == 0 or eta**epochs <= HORIZON_LIMIT:
-        return None
-    restoring = PAPER_HORIZON ** (1 / epochs)
-    return (
-        f"warning: ssm.momentum={eta:g} over train.selection_epochs={epochs} leaves {eta**epochs:.2f} of the "
-        f"thresholds' 1/C start (the paper: 0.95^40 = {PAPER_HORIZON:.2f}): the thresholds stay near 1/C, so SSM "
-        f"selects less strictly than in the paper; ssm.momentum={restoring:.2f} restores the paper's horizon"
-    )
-
 
 class SampleSelector:
     def __init__(

@@ -9,11 +9,12 @@ them into the test-time prediction.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from sspa_ray.config import Config
 from sspa_ray.labels import NUM_CLASSES
 from sspa_ray.model.moe import MoEHead, expert_probabilities, moe_head
 
@@ -41,7 +42,7 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_backbone(cfg) -> tuple[nn.Module, int]:
+def build_backbone(cfg: Config) -> tuple[nn.Module, int]:
     """The backbone of ``model.backbone`` (with ``model.pretrained`` loaded) and its feature size."""
     # Importing the backbone modules fills the registry.
     from sspa_ray.model import arm, resnet, small  # noqa: F401
@@ -49,7 +50,7 @@ def build_backbone(cfg) -> tuple[nn.Module, int]:
     return _BACKBONES[cfg.model.backbone](cfg)
 
 
-def build_model(cfg, head: Callable[[int, int], nn.Module] | None = None) -> Classifier:
+def build_model(cfg: Config, head: Callable[[int, int], nn.Module] | None = None) -> Classifier:
     """The backbone, then ``head(feature_dim, num_classes)`` (default: the MoE head of `cfg`)."""
     backbone, dim = build_backbone(cfg)
     make_head = head or (lambda d, c: moe_head(cfg, d, c))

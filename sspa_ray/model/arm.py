@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sspa_ray.config import Config
 from sspa_ray.errors import ConfigError
 from sspa_ray.model import register
 from sspa_ray.model.resnet import load_pretrained, resnet18_trunk
@@ -58,7 +59,7 @@ class AmendRepresentation(nn.Module):
 
 
 @register("arm")
-def arm(cfg) -> tuple[nn.Module, int]:
+def arm(cfg: Config) -> tuple[nn.Module, int]:
     if cfg.data.image_size != 224:
         raise ConfigError(
             f"model.backbone=arm needs data.image_size=224 (its de-albino conv expects ResNet-18's 7x7 map); "

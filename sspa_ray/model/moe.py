@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sspa_ray.config import Config
+
 
 class MoEHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int, experts: int, gated: bool = True):
@@ -44,6 +46,6 @@ def expert_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=2).mean(dim=0)
 
 
-def moe_head(cfg, in_features: int, num_classes: int) -> MoEHead:
+def moe_head(cfg: Config, in_features: int, num_classes: int) -> MoEHead:
     """The head of `cfg`: k = moe.experts gated experts, or one linear layer with modules.moe off."""
     return MoEHead(in_features, num_classes, cfg.experts, gated=cfg.modules.moe)

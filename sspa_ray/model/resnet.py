@@ -14,6 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
+from sspa_ray.config import Config
 from sspa_ray.errors import ConfigError, DataError
 from sspa_ray.model import register
 
@@ -109,7 +110,7 @@ def _shape(tensor: torch.Tensor) -> str:
 
 
 @register("resnet18")
-def resnet18(cfg) -> tuple[nn.Module, int]:
+def resnet18(cfg: Config) -> tuple[nn.Module, int]:
     net = resnet18_trunk()
     if cfg.model.pretrained:
         load_pretrained(net, cfg.model.pretrained)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from sspa_ray.config import Config
 from sspa_ray.model import register
 from sspa_ray.model.resnet import load_pretrained
 
@@ -17,7 +18,7 @@ WIDTHS = (16, 32, 64, 128)
 
 
 @register("small")
-def small(cfg) -> tuple[nn.Module, int]:
+def small(cfg: Config) -> tuple[nn.Module, int]:
     layers, cin = [], 3
     for i, width in enumerate(WIDTHS):
         if i:

@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _DONE = b"done\n"
 # The reaper waits for the driver's stdin pipe to close, gives Ray's own clean-up a moment, then
 # SIGKILLs the groups, unless the driver wrote _DONE first.
-_REAPER = """
+_REAPER = f"""
 import contextlib, os, signal, sys, time
 said = sys.stdin.buffer.read()
-if said != %r:
+if said != {_DONE!r}:
     time.sleep(3)
     for group in map(int, sys.argv[1:]):
         with contextlib.suppress(ProcessLookupError):  # a group that ended on its own
             os.killpg(group, signal.SIGKILL)
-""" % _DONE
+"""
 
 
 @contextmanager

@@ -23,10 +23,10 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from sspa_ray.errors import UserError
 from sspa_ray.orchestration._own_session import Reaper, ray_processes_in_own_sessions
@@ -48,7 +48,7 @@ class ClusterOptions:
     dashboard_port: int = DASHBOARD_PORT
     num_cpus: int | None = None         # local Ray only; None: every core
 
-    def check(self, starts_ray: bool = True) -> "ClusterOptions":
+    def check(self, starts_ray: bool = True) -> ClusterOptions:
         """Validate before any Ray import: the address form and the dashboard's exposure, and, when
         this command will start a local Ray (not for --dry-run or --submit), the dashboard's port."""
         if self.address is not None:

@@ -14,7 +14,7 @@ Evaluation and Ray's start-up are not counted.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from sspa_ray.config import Config
 from sspa_ray.data import configured_root, data_root, official_size, read_listing
@@ -86,7 +86,7 @@ def describe_plan(plan: ExperimentPlan, *, throughput: float | None = None,
     if missing:
         log(f"estimate: none; {missing}")
         return {"trials": n, "seconds": None, "per_trial_seconds": None}
-    seconds = [count / speeds[_speed_key(cfg)] for count, cfg in zip(images, configs)]
+    seconds = [count / speeds[_speed_key(cfg)] for count, cfg in zip(images, configs, strict=True)]
     total = sum(seconds)
     unit = "GPU" if res.gpus_per_trial else "device"
     per_device = max(1, math.floor(1 / res.gpus_per_trial)) if 0 < res.gpus_per_trial < 1 else 1

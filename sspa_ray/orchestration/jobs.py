@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sspa_ray.errors import JobFailed, UserError
 from sspa_ray.orchestration.cluster import JOINED

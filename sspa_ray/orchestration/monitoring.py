@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
@@ -28,7 +28,7 @@ RAY_DEFAULT_DASHBOARD = "default_grafana_dashboard.json"
 
 def logger_callbacks(plan: ExperimentPlan) -> list:
     callbacks: list = [JsonLoggerCallback()]
-    for name in plan.loggers or ():
+    for name in plan.loggers:
         if name == "tensorboard":
             callbacks.append(TBXLoggerCallback())  # hparams: each trial's dotted config (Tune's evaluated params)
         elif name == "csv":

@@ -23,9 +23,9 @@ from ray.util.metrics import Gauge
 
 from sspa_ray.config import value_text
 from sspa_ray.orchestration.plan import ExperimentPlan
-from sspa_ray.outputs import FINISHED, EpochRecord, Stage, Status
 from sspa_ray.orchestration.results import trial_status
 from sspa_ray.orchestration.stop import stopping
+from sspa_ray.outputs import FINISHED, EpochRecord, Stage, Status
 
 # Shown live only: a pending trial that Tune is running (results.parquet has no such status).
 RUNNING = "running"
@@ -56,7 +56,7 @@ class TrialGauges:
     """Per-trial Ray metrics, set from each epoch's report."""
 
     def __init__(self, experiment: str, trial_name: str):
-        self.tags = dict(zip(GAUGE_TAGS, (experiment, trial_name)))
+        self.tags = dict(zip(GAUGE_TAGS, (experiment, trial_name), strict=True))
 
     def update(self, metrics: EpochRecord) -> None:
         values = dict(metrics, stage=_STAGES.get(metrics.get("stage")))
@@ -201,7 +201,7 @@ class ProgressTable(Callback):
         done = sum(s in FINISHED for s in statuses)
         total = max(len(trials), self.plan.total_trials())
         lines = [f"== {self.plan.name}: {done}/{total} trials finished =="]
-        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         return "\n".join(lines)
 
     def _varied_values(self, trial) -> dict[str, Any]:

@@ -22,8 +22,9 @@ import csv
 import io
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, cast
+from typing import Any, cast
 
 import pandas as pd
 
@@ -31,9 +32,22 @@ from sspa_ray.config import KEYS
 from sspa_ray.labels import CLASSES
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.storage import storage_filesystem, storage_join
-from sspa_ray.outputs import (BEST_BY, DCJT_FIGURES, DIVERGED_KEY, EPOCH_KEYS, METRICS, METRICS_FILE, RELABEL_FIGURES,
-                              RESULTS_FILE, SELECTION_FIGURES, SELECTION_FILE, SIZE_COLUMNS, SelectionRow, Source,
-                              Status)
+from sspa_ray.outputs import (
+    BEST_BY,
+    DCJT_FIGURES,
+    DIVERGED_KEY,
+    EPOCH_KEYS,
+    METRICS,
+    METRICS_FILE,
+    RELABEL_FIGURES,
+    RESULTS_FILE,
+    SELECTION_FIGURES,
+    SELECTION_FILE,
+    SIZE_COLUMNS,
+    SelectionRow,
+    Source,
+    Status,
+)
 
 EXTRA = (*SELECTION_FIGURES, *RELABEL_FIGURES, *DCJT_FIGURES)
 # Per-epoch series of SSM's selection and SCN's relabelling, one list per trial, for their plots.

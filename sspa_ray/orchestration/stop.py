@@ -20,15 +20,15 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sspa_ray.orchestration.storage import StorageFull, storage_error
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Tune's SIGINT handler would replace ours; its SIGUSR1 handler is the graceful stop we call.
 _TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
-_active: list["StopGuard"] = []
+_active: list[StopGuard] = []
 
 
 def stopping() -> bool:
@@ -69,7 +69,7 @@ class StopGuard:
     def stopping(self) -> bool:
         return self.signum is not None or self.storage is not None
 
-    def __enter__(self) -> "StopGuard":
+    def __enter__(self) -> StopGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 if sig == signal.SIGHUP and signal.getsignal(sig) is signal.SIG_IGN:

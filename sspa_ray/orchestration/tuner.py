@@ -23,8 +23,8 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import ray
@@ -37,6 +37,7 @@ from sspa_ray.orchestration.monitoring import install_grafana_dashboard, logger_
 from sspa_ray.orchestration.plan import REPEAT_INDEX, ExperimentPlan
 from sspa_ray.orchestration.progress import TABLE_INTERVAL_S, ProgressTable
 from sspa_ray.orchestration.results import collect, write_results
+
 # Re-exported: the tuner.pkl of an ablation started before searchers.py existed names it here.
 from sspa_ray.orchestration.searchers import ListSearcher  # noqa: F401
 from sspa_ray.orchestration.stop import _TUNE_SIGINT_ENV, ExperimentStopped, StopGuard
@@ -55,10 +56,8 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_SNAPSHOT_S)
     # Frequent snapshots are what we want (see CHECKPOINTS_KEPT); Ray would warn about each one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if plan.loggers is not None:
-        # The loggers are chosen with --logger; Tune would add CSV, JSON and TensorBoard on its own.
-        # An experiment of the previous version (no loggers stored) keeps Tune's defaults on resume.
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # The loggers are chosen with --logger; Tune would add CSV, JSON and TensorBoard on its own.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ[_TUNE_SIGINT_ENV] = "1"
     # Tune's new output engine prints a configuration box, the driver's staging folder and a
     # TensorBoard hint for /tmp/ray even at verbose=0; the legacy one prints nothing at 0. The

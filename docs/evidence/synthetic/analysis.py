@@ -1,6 +1,8 @@
 """Per-class analysis of the modules experiment (README): test recall and aux kept share per class."""
 import sys
+
 import pandas as pd
+
 from sspa_ray.labels import CLASSES
 from sspa_ray.specs.ablation import load_ablation
 

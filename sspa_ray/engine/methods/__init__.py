@@ -7,16 +7,17 @@ config section; nothing else in the engine changes.
 
 from __future__ import annotations
 
+from sspa_ray.config import Config
 from sspa_ray.engine.methods import dcjt, scn, sspa_jt  # noqa: F401  (importing a method registers it)
 from sspa_ray.engine.methods.base import METHODS, JointMethod, register_method
 
 
-def prepare_method(cfg, data, model_cfg, *, progress: bool = True) -> dict | None:
+def prepare_method(cfg: Config, data, model_cfg: Config, *, progress: bool = True) -> dict | None:
     """The setup of method.name that may train or read something, before the Trainer is built."""
     return METHODS[cfg.method.name].prepare(cfg, data, model_cfg, progress=progress)
 
 
-def build_method(cfg, data, device, prepared: dict | None = None) -> JointMethod:
+def build_method(cfg: Config, data, device, prepared: dict | None = None) -> JointMethod:
     return METHODS[cfg.method.name](cfg, data, device, prepared)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sspa_ray.config import Config
 from sspa_ray.data._progress import Progress
 from sspa_ray.data.augment import augment, normalize
 from sspa_ray.data.cache import cache_dir, locked
@@ -69,7 +70,7 @@ def _data_hash(data, aux_va: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def recipe_for(cfg, data, aux_va: np.ndarray, model_cfg) -> AnnotatorRecipe:
+def recipe_for(cfg: Config, data, aux_va: np.ndarray, model_cfg: Config) -> AnnotatorRecipe:
     t = cfg.train
     return AnnotatorRecipe(backbone=cfg.model.backbone, pretrained=model_cfg.model.pretrained,
                            image_size=cfg.data.image_size, seed=t.seed,
@@ -78,7 +79,7 @@ def recipe_for(cfg, data, aux_va: np.ndarray, model_cfg) -> AnnotatorRecipe:
                            data=_data_hash(data, aux_va))
 
 
-def annotate(cfg, data, aux_va: np.ndarray, model_cfg, *, progress: bool = True) -> Annotation:
+def annotate(cfg: Config, data, aux_va: np.ndarray, model_cfg: Config, *, progress: bool = True) -> Annotation:
     """The annotation of `data` (aux valence/arousal `aux_va` [N_aux, 2]) for `cfg`, cached or trained now."""
     recipe = recipe_for(cfg, data, aux_va, model_cfg)
     path = cache_dir() / "dcjt" / f"annotator-{recipe.key()}.npz"
@@ -91,7 +92,7 @@ def annotate(cfg, data, aux_va: np.ndarray, model_cfg, *, progress: bool = True)
         return Annotation(saved["target_valence_arousal"], saved["aux_probabilities"])
 
 
-def _train(cfg, data, aux_va: np.ndarray, model_cfg, recipe: AnnotatorRecipe, path: Path, progress: bool) -> None:
+def _train(cfg: Config, data, aux_va: np.ndarray, model_cfg: Config, recipe: AnnotatorRecipe, path: Path, progress: bool) -> None:
     from sspa_ray.model import build_model
 
     device = pick_device(cfg)
@@ -144,9 +145,9 @@ def _train(cfg, data, aux_va: np.ndarray, model_cfg, recipe: AnnotatorRecipe, pa
 
 def _gather(images: list[np.ndarray], n_target: int, ids: torch.Tensor) -> torch.Tensor:
     """The batch's uint8 images, target ids first then aux ids (one fancy index per split, not per image)."""
-    ids = np.sort(ids.numpy())
-    split = np.searchsorted(ids, n_target)
-    return torch.from_numpy(np.concatenate([images[0][ids[:split]], images[1][ids[split:] - n_target]]))
+    order = np.sort(ids.numpy())
+    split = np.searchsorted(order, n_target)
+    return torch.from_numpy(np.concatenate([images[0][order[:split]], images[1][order[split:] - n_target]]))
 
 
 @torch.no_grad()

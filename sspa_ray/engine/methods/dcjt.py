@@ -28,13 +28,16 @@ Re-implemented from its paper's description and its public code (iiTzFrankie/DCJ
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sspa_ray.config import Config
 from sspa_ray.data.relabelled_list import read_relabelled_list
-from sspa_ray.engine.epoch_plan import EpochPlan, to_device, weighted_plan
+from sspa_ray.engine.epoch_plan import EpochPlan, weighted_plan
 from sspa_ray.engine.methods._dcjt_annotator import annotate
 from sspa_ray.engine.methods.base import JointMethod, register_method
 from sspa_ray.errors import ConfigError
@@ -48,18 +51,18 @@ REFERENCE_ADAM_LR, REFERENCE_STEP, REFERENCE_DECAY = 1e-3, 40, 0.5
 REFERENCE_VA_WEIGHT, SHARED_VA_WEIGHT = 15.0, 0.1
 
 
-def va_weight(cfg) -> float:
+def va_weight(cfg: Config) -> float:
     """lambda: dcjt.va_weight, or for -1 the reference's 15 with its own Adam recipe and 0.1 with the shared SGD."""
     if cfg.dcjt.va_weight >= 0:
         return cfg.dcjt.va_weight
     return REFERENCE_VA_WEIGHT if cfg.method.recipe == "own" else SHARED_VA_WEIGHT
 
 
-def _scaled(value: int, cfg) -> int:
+def _scaled(value: int, cfg: Config) -> int:
     return round(value * cfg.train.epochs / REFERENCE_EPOCHS)
 
 
-def aux_epochs(cfg) -> list[int]:
+def aux_epochs(cfg: Config) -> list[int]:
     """The 0-based epochs that make a pass over the aux set."""
     d = cfg.dcjt
     period = d.aux_period if d.aux_period > 0 else max(1, _scaled(REFERENCE_PERIOD, cfg))
@@ -87,16 +90,19 @@ class DCJT(JointMethod):
     name = "dcjt"
 
     @classmethod
-    def prepare(cls, cfg, data, model_cfg, *, progress: bool = True) -> dict:
+    def prepare(cls, cfg: Config, data, model_cfg: Config, *, progress: bool = True) -> dict:
         if data.aux_train is None:
             raise ConfigError("method.name=dcjt trains on an aux set: set data.aux=affectnet and data.aux_ratio > 0")
         aux = data.aux_train
         listed = read_relabelled_list(cfg.dcjt.aux_labels, aux.paths) if cfg.dcjt.aux_labels else None
-        if aux.valence_arousal is None and listed is None:
+        # The list's values stand in where the dataset has none; images it does not name are not trained on.
+        if aux.valence_arousal is not None:
+            aux_va = aux.valence_arousal
+        elif listed is not None:
+            aux_va = np.nan_to_num(listed.valence_arousal)
+        else:
             raise ConfigError("method.name=dcjt needs valence and arousal for the aux set: the aux dataset has none; "
                               "give DCJT's list with dcjt.aux_labels=PATH")
-        # The list's values stand in where the dataset has none; images it does not name are not trained on.
-        aux_va = aux.valence_arousal if aux.valence_arousal is not None else np.nan_to_num(listed.valence_arousal)
         annotation = annotate(cfg, data, aux_va, model_cfg, progress=progress)
         if listed is not None:
             labels, use = listed.labels, listed.listed
@@ -108,7 +114,7 @@ class DCJT(JointMethod):
                 "aux_used": use, "faithful": listed is not None,
                 "unmatched_lines": listed.unmatched_lines if listed is not None else 0}
 
-    def __init__(self, cfg, data, device, prepared: dict):
+    def __init__(self, cfg: Config, data, device, prepared: dict):
         super().__init__(cfg, data, device)
         p = prepared
         self.faithful = p["faithful"]
@@ -170,7 +176,7 @@ class DCJT(JointMethod):
     # ---- outputs -------------------------------------------------------------------------------
     def _figures(self, p: dict) -> dict:
         """The quality of its inputs against the truth, where the data has it (the synthetic benchmark)."""
-        out = {"aux_labels": "DCJT's list" if self.faithful else "approximated (annotator)",
+        out: dict[str, Any] = {"aux_labels": "DCJT's list" if self.faithful else "approximated (annotator)",
                "aux_images_used": int(len(self.aux_used)), "unmatched_list_lines": int(p["unmatched_lines"])}
         truth = self.data.target_true_valence_arousal
         if truth is not None:

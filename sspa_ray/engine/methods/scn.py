@@ -27,6 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from sspa_ray.config import Config
 from sspa_ray.engine.methods.base import JointMethod, register_method
 from sspa_ray.outputs import Stage
 
@@ -75,7 +76,7 @@ def relabel_targets(logits: torch.Tensor, labels: torch.Tensor, margin: float) -
     return torch.where(top - given > margin, predicted, torch.full_like(predicted, -1))
 
 
-def relabel_epoch(cfg) -> int:
+def relabel_epoch(cfg: Config) -> int:
     """The first 1-based epoch that relabels (scn.relabel_epoch, or the reference's scaled for -1)."""
     if cfg.scn.relabel_epoch >= 0:
         return cfg.scn.relabel_epoch
@@ -86,11 +87,12 @@ def relabel_epoch(cfg) -> int:
 class SCN(JointMethod):
     name = "scn"
 
-    def __init__(self, cfg, data, device, prepared=None):
+    def __init__(self, cfg: Config, data, device, prepared=None):
         super().__init__(cfg, data, device)
         s = cfg.scn
         # gamma = None: the code's CE + rank loss; else the paper's gamma * rank + (1 - gamma) * CE.
-        self.ce_weight, self.rank_weight = (1.0, 1.0) if s.gamma is None else (1.0 - s.gamma, s.gamma)
+        weights: tuple[float, float] = (1.0, 1.0) if s.gamma is None else (1.0 - s.gamma, s.gamma)
+        self.ce_weight, self.rank_weight = weights
         self.current = self.labels_device.clone()  # the label table, relabelled as training goes
         self._pending = torch.full_like(self.current, -1)  # this epoch's relabels, applied at its end
         self._low = torch.zeros(self.num_samples, dtype=torch.bool, device=device)  # in a low group this epoch

@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sspa_ray.config import Config, horizon_warning
 from sspa_ray.engine.epoch_plan import EpochPlan, shuffled_order, to_device, weighted_plan
 from sspa_ray.engine.methods.base import JointMethod, register_method
 from sspa_ray.engine.metrics import selection_metrics
 from sspa_ray.engine.pam import pair_plan, trained_mask
 from sspa_ray.engine.run_files import write_selection
-from sspa_ray.engine.selection import SampleSelector, horizon_warning
+from sspa_ray.engine.selection import SampleSelector
 from sspa_ray.labels import NUM_CLASSES
 from sspa_ray.model import expert_probabilities, moe_head
 from sspa_ray.outputs import Stage
@@ -31,7 +32,7 @@ from sspa_ray.outputs import Stage
 class SSPAJT(JointMethod):
     name = "sspa_jt"
 
-    def __init__(self, cfg, data, device, prepared=None):
+    def __init__(self, cfg: Config, data, device, prepared=None):
         super().__init__(cfg, data, device)
         is_target = torch.arange(self.num_samples) < self.n_target
         self.selector = SampleSelector(self.num_samples, cfg.experts, NUM_CLASSES, cfg.ssm.momentum,
