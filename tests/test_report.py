@@ -189,8 +189,8 @@ def test_beta_grid_has_the_long_table_and_the_alpha_beta_grid(tmp_path):
     out = experiment(tmp_path, "beta", "rafdb", all_trials("beta", "rafdb", lambda r, s: 0.8 + r / 1000))
     written = render_experiment(out)
     (_, long), (grid_spec, grid) = _tabulars(written["tex"].read_text())
-    assert len([l for l in long.splitlines() if l.endswith(r"\\")]) == 1 + 16
-    assert grid_spec == "lrrrr" and len([l for l in grid.splitlines() if l.endswith(r"\\")]) == 1 + 4
+    assert len([row for row in long.splitlines() if row.endswith(r"\\")]) == 1 + 16
+    assert grid_spec == "lrrrr" and len([row for row in grid.splitlines() if row.endswith(r"\\")]) == 1 + 4
     assert r"$\beta$ \textbackslash{} $\alpha$ & 1 & 3 & 5 & 10" in grid
     assert written["beta_heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -302,9 +302,9 @@ def test_tune_experiment_is_a_table_sorted_by_its_metric(tmp_path):
                                          (5.0, 0.80, "stopped"), (10.0, 0.0, "errored")]]
     out = experiment(tmp_path, None, "synthetic", rows, kind="tune", name="alpha")
     md = render_experiment(out)["md"].read_text()
-    lines = [l for l in md.splitlines() if l.startswith("| ")]
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| α | Macro-F1 |")
-    assert [l.split(" | ")[0] for l in lines[1:]] == ["| 3", "| 5", "| 1", "| 10"]
+    assert [line.split(" | ")[0] for line in lines[1:]] == ["| 3", "| 5", "| 1", "| 10"]
     assert lines[2].endswith("| 1 stopped |") and lines[4].endswith("| 1 errored |")
     assert "Sorted by macro_f1" in md
 
@@ -414,7 +414,7 @@ def modules_experiment(tmp_path, monkeypatch):
     root = synthetic.ensure(0, 0.02, progress=False)
     listing = read_listing("affectnet", "train", root)
     lines = ["path,source,label,clean"] + [f"{path},aux,{CLASSES[label]},{i % 2}"
-                                           for i, (path, label) in enumerate(zip(listing.paths, listing.labels))]
+                                           for i, (path, label) in enumerate(zip(listing.paths, listing.labels, strict=False))]
     for r in records:
         (storage / r["trial_dir"]).mkdir(parents=True)
         (storage / r["trial_dir"] / "selection.csv").write_text("\n".join(lines) + "\n")

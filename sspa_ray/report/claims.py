@@ -23,9 +23,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,7 +179,7 @@ def _paper(spec: AblationSpec, target: str, claim: Claim, metric: str, combo: di
         combos = {tuple(sorted(combo.items())): combos[tuple(sorted(combo.items()))]}
     parts = []
     for key in combos:
-        def number(row):
+        def number(row, key=key):
             entry = reference.lookup(paper_target, dict(key), row)
             return None if entry is None else entry.get(metric)
         mine = number(claim.better)
@@ -280,7 +281,7 @@ def verdict_summary(verdicts: list[ClaimResult]) -> str:
         kinds = [k for k in Verdict if k.is_tested == tested]
         counts = [sum(v.verdict is k for v in verdicts) for k in kinds]
         if sum(counts) or tested:
-            parts.append(f"{what}: " + ", ".join(f"{n} {k.summary_word}" for k, n in zip(kinds, counts)) + ".")
+            parts.append(f"{what}: " + ", ".join(f"{n} {k.summary_word}" for k, n in zip(kinds, counts, strict=False)) + ".")
     return " ".join(parts)
 
 
@@ -309,7 +310,7 @@ def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name, p
     view = claims_view(verdicts, row_name)
     head = view.head
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * (len(head) - 4) + [":--", ":--", "--:", ":-:"]) + "|"]
-    for tested, cells in zip(view.tested, view.rows):
+    for tested, cells in zip(view.tested, view.rows, strict=False):
         verdict = f"**{cells[-1]}**" if tested else cells[-1]
         lines.append("| " + " | ".join([*cells[:-1], verdict]) + " |")
     lines += ["", view.summary] + [f"- {note}" for note in view.notes] + [""]

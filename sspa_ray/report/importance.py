@@ -8,7 +8,7 @@ keys by how much of the metric's variance they explain. Works for any search, no
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from sspa_ray.report.aggregate import Group
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -125,7 +126,7 @@ def _seeds_text(results: pd.DataFrame, experiment: Mapping[str, Any]) -> str:
 
 
 def _schedule_text(results: pd.DataFrame) -> str:
-    pairs = sorted({(int(e), int(s)) for e, s in zip(results.get("train.epochs", ()), results.get("train.selection_epochs", ()))})
+    pairs = sorted({(int(e), int(s)) for e, s in zip(results.get("train.epochs", ()), results.get("train.selection_epochs", ()), strict=False)})
     if not pairs:
         return "schedule not recorded"
     if len(pairs) == 1:

@@ -5,7 +5,8 @@ star against the baseline row (significance.py picks the test).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -14,10 +15,30 @@ from sspa_ray.errors import ConfigError
 from sspa_ray.outputs import BEST_BY, METRICS, Status
 from sspa_ray.report.aggregate import STATUSES, Group, normalize
 from sspa_ray.report.importance import importance_note
-from sspa_ray.report.significance import (CI_MIN_N, CONFIDENCE, SIGNIFICANCE_LEVEL, holm, mean_ci, p_against_baseline,
-                                           significant)
-from sspa_ray.report.table_model import (BEST_EPOCH_TITLE, KEY_TITLES, METRIC_TITLES, MISSING, Cell, Column, Table,
-                                         format_value, pct, rank_marks, row_title, split_blocks, stat_text)
+from sspa_ray.report.significance import (
+    CI_MIN_N,
+    CONFIDENCE,
+    SIGNIFICANCE_LEVEL,
+    holm,
+    mean_ci,
+    p_against_baseline,
+    significant,
+)
+from sspa_ray.report.table_model import (
+    BEST_EPOCH_TITLE,
+    KEY_TITLES,
+    METRIC_TITLES,
+    MISSING,
+    Cell,
+    Column,
+    Table,
+    format_value,
+    pct,
+    rank_marks,
+    row_title,
+    split_blocks,
+    stat_text,
+)
 from sspa_ray.specs.ablation import AblationSpec
 
 # Keys that do not change which experiment a paper number belongs to: the seed, how fast a run
@@ -51,9 +72,9 @@ def _correct(cells: list[list[Cell]], p_values: list[list[float | None]]) -> lis
     flat = [p for row in p_values for p in row]
     adjusted = holm(flat)
     out, k = [], 0
-    for row_cells, row in zip(cells, p_values):
+    for row_cells, row in zip(cells, p_values, strict=False):
         out.append(adjusted[k:k + len(row)])
-        for cell, p in zip(row_cells, out[-1]):
+        for cell, p in zip(row_cells, out[-1], strict=False):
             cell.star = significant(p)
         k += len(row)
     return out
@@ -113,9 +134,9 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
     adjusted = iter(_correct(all_cells, all_p))
     n_tests = sum(p is not None for ps in all_p for p in ps)
     raw = iter(all_p)
-    for block, (cells, _) in zip(blocks, per_block):
+    for block, (cells, _) in zip(blocks, per_block, strict=False):
         block_starts.add(len(rows))
-        for group, metric_cells in zip(block, cells):
+        for group, metric_cells in zip(block, cells, strict=False):
             ps, ps_raw = next(adjusted), next(raw)
             combo = {k: group.config.get(k) for k in across}
             ref = spec.reference.lookup(target, combo, group.row) if reference_metrics else None
@@ -180,7 +201,7 @@ def _where(across, combo) -> str:
 
 def _metric_record(group: Group, metrics, cells, p_adjusted, p_raw=None) -> dict[str, Any]:
     record = {}
-    for j, (metric, cell, p) in enumerate(zip(metrics, cells, p_adjusted)):
+    for j, (metric, cell, p) in enumerate(zip(metrics, cells, p_adjusted, strict=False)):
         stat = group.stats[metric]
         ci = mean_ci(stat.values)
         record[f"{metric}.mean_pct"] = pct(stat.mean) if stat.n else None
@@ -211,7 +232,7 @@ def _grid(spec: AblationSpec, block: list[Group], metric: str, best: bool) -> Ta
     col_values = list(dict.fromkeys(g.config.get(col_key) for g in block))
     by_cell = {(g.config.get(row_key), g.config.get(col_key)): g for g in block}
     shown = {k: (pct(g.stats[metric].mean) if g.stats[metric].n else None) for k, g in by_cell.items()}
-    marks = dict(zip(shown, rank_marks(list(shown.values()))))
+    marks = dict(zip(shown, rank_marks(list(shown.values())), strict=False))
     rows = []
     for rv in row_values:
         line = [Cell(format_value(row_key, rv))]
@@ -248,7 +269,7 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
     if show_status:
         columns.append(Column("Status"))
     rows, records, errors = [], [], []
-    for group, metric_cells, ps in zip(groups, cells, p_values):
+    for group, metric_cells, ps in zip(groups, cells, p_values, strict=False):
         line = [Cell(format_value(k, group.config.get(k))) for k in keys] + metric_cells
         if show_status:
             line.append(Cell(group.status_text()))

@@ -10,8 +10,9 @@ distinct value below the best.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -69,7 +70,7 @@ class Table:
     block_starts: set[int]
     notes: list[str]
     data: pd.DataFrame               # one row per configuration, machine-readable (CSV, parquet)
-    grids: list["Table"] = field(default_factory=list)
+    grids: list[Table] = field(default_factory=list)
 
 
 def format_value(key: str, value: Any) -> str:

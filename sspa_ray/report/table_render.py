@@ -8,6 +8,7 @@ import io
 
 from sspa_ray.report.table_model import Cell, Mark, Table
 
+
 def _visible(table: Table, i: int, j: int) -> str:
     """Cell text, blanked where the paper groups a repeated value under the first row of a run."""
     text = table.rows[i][j].text
@@ -97,7 +98,7 @@ def to_html(table: Table) -> str:
     for i, row in enumerate(table.rows):
         out.append('<tr class="block">' if i in table.block_starts and i else "<tr>")
         out += [f'<td class="{c.align}">{styled(cell, _visible(table, i, j))}</td>'
-                for j, (c, cell) in enumerate(zip(table.columns, row))]
+                for j, (c, cell) in enumerate(zip(table.columns, row, strict=False))]
         out.append("</tr>")
     out.append("</tbody></table>")
     if table.notes:

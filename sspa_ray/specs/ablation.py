@@ -32,9 +32,10 @@ from __future__ import annotations
 import importlib.resources
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sspa_ray.config import MODULES, TARGETS, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
@@ -149,7 +150,7 @@ class AblationSpec:
         n_seeds = check_seeds(self.seeds if seeds is None else seeds)
         fixed = {k: v for k, v in self.fixed.items() if self.applies(k, target)}
         across = self.active_across(target)
-        combos = [dict(zip(across, values)) for values in itertools.product(*across.values())]
+        combos = [dict(zip(across, values, strict=False)) for values in itertools.product(*across.values())]
 
         trials, seen = [], set()
         for combo in combos:
@@ -407,5 +408,5 @@ def _entries(src: SpecFile, where, entries, metrics, n_rows):
         for x in numbers:
             if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)):
                 raise src.error(f"{where}[{i}]", f"{where}[{i}]: {x!r} is not a number (percent) or null")
-        out.append({m: (None if x is None else float(x)) for m, x in zip(metrics, numbers)})
+        out.append({m: (None if x is None else float(x)) for m, x in zip(metrics, numbers, strict=False)})
     return out

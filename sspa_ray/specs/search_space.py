@@ -31,15 +31,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sspa_ray.config import FIELDS, Config, allowed, check_key, coerce, make_config
 from sspa_ray.errors import ConfigError, SpecError
 from sspa_ray.outputs import METRICS
-from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
 from sspa_ray.specs._yaml import SpecFile, name_problem, read_spec
+from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
 
 MODES = ("max", "min")
 SEARCHES = ("grid", "random", "optuna")
@@ -101,10 +102,10 @@ class SearchSpace:
         keys = [k for k in self.space if k not in overrides]
         candidates = [self.space[k].extremes() for k in keys]
         if math.prod(len(c) for c in candidates) <= _MAX_CHECKED_COMBINATIONS:
-            points = [dict(zip(keys, values)) for values in itertools.product(*candidates)]
+            points = [dict(zip(keys, values, strict=False)) for values in itertools.product(*candidates)]
         else:
-            base = {k: c[0] for k, c in zip(keys, candidates)}
-            points = [{**base, k: v} for k, c in zip(keys, candidates) for v in c]
+            base = {k: c[0] for k, c in zip(keys, candidates, strict=False)}
+            points = [{**base, k: v} for k, c in zip(keys, candidates, strict=False) for v in c]
         configs = []
         for point in points or [{}]:
             try:

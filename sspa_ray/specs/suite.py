@@ -11,9 +11,10 @@ The experiment's spec.yaml stores the suite with the full text of every preset, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

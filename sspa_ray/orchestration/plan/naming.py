@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sspa_ray.config import MODULES, Config
+from sspa_ray.config import MODULES, Config, value_text
 
 METHOD_KEY = "method.name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
@@ -29,7 +29,7 @@ def trial_name(experiment: str, cfg: Config, varied: list[str], *, seed: bool = 
         on = "+".join(short for key, (short, _title) in MODULES.items() if cfg.get(key)) or "none"
         parts.append(on if cfg.method.name == "sspa_jt" else cfg.method.name)
     for key, leaf in zip(others, leaves, strict=True):
-        parts.append(f"{leaf if leaves.count(leaf) == 1 else key}={_text(cfg.get(key))}")
+        parts.append(f"{leaf if leaves.count(leaf) == 1 else key}={value_text(cfg.get(key))}")
     if seed:
         parts.append(f"s{cfg.train.seed}")
     return _UNSAFE.sub("_", "-".join(parts))
@@ -40,7 +40,3 @@ def identity(config: Mapping[str, Any]) -> str:
     return json.dumps(dict(config), sort_keys=True, default=str)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -45,11 +45,11 @@ def check_data(configs: Iterable[Config], *, dry_run: bool = False) -> None:
     checks the data only when a root is given."""
     seen: set[tuple] = set()
     for cfg in configs:
-        if cfg.data.target == "synthetic" or (dry_run and configured_root(cfg.data.root) is None):
+        if cfg.data.is_synthetic or (dry_run and configured_root(cfg.data.root) is None):
             continue
         root = data_root(cfg.data.root)
         needed = [(cfg.data.target, "train"), (cfg.data.target, "test")]
-        if cfg.data.aux != "none" and cfg.data.aux_ratio > 0:
+        if cfg.data.uses_aux:
             needed.append((cfg.data.aux, "train"))
         for dataset, split in needed:
             if (root, dataset, split) not in seen:

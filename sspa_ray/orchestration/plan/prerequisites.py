@@ -17,7 +17,7 @@ def recipes(configs: Iterable[Config]) -> list[pretrain.Recipe]:
 
 def benchmarks(configs: Iterable[Config]) -> list[tuple[int, float]]:
     """The synthetic benchmarks (seed, scale) the trials read."""
-    return list(dict.fromkeys((c.data.synthetic_seed, c.data.synthetic_scale) for c in configs if c.data.target == "synthetic"))
+    return list(dict.fromkeys((c.data.synthetic_seed, c.data.synthetic_scale) for c in configs if c.data.is_synthetic))
 
 
 def notes(configs: Iterable[Config]) -> list[str]:
