@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import statistics
@@ -148,12 +149,11 @@ def _quoted(cfg: Config) -> str:
 
 
 def _cpu_model() -> str:
-    try:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what the platform module says."""
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine()
 
 

@@ -126,7 +126,7 @@ class JointMethod(abc.ABC):
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore what state_dict() saved; a method without state has nothing to restore."""
 
 
 METHODS: dict[str, type[JointMethod]] = {}
