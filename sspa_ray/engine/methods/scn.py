@@ -97,6 +97,7 @@ class SCN(JointMethod):
         self._pending = torch.full_like(self.current, -1)  # this epoch's relabels, applied at its end
         self._low = torch.zeros(self.num_samples, dtype=torch.bool, device=device)  # in a low group this epoch
         self.last_low = self._low.clone()  # the low groups of the last finished epoch (its record)
+        self._figures: dict | None = None  # record()'s figures, computed once per epoch (one host sync)
 
     # ---- the model -----------------------------------------------------------------------------
     def head(self, feature_dim: int, num_classes: int) -> nn.Module:
@@ -149,10 +150,17 @@ class SCN(JointMethod):
         self.current = torch.where(found, self._pending, self.current)
         self._pending.fill_(-1)
         self.last_low, self._low = self._low, torch.zeros_like(self._low)
+        self._figures = None
 
     # ---- outputs -------------------------------------------------------------------------------
     def record(self) -> dict:
-        """Relabelling measured on the aux set: how much, how right, what it broke; the low groups' noise."""
+        """Relabelling measured on the aux set: how much, how right, what it broke; the low groups' noise.
+        The record and metrics.json's summary both read it every epoch, so it is computed once."""
+        if self._figures is None:
+            self._figures = self._measure()
+        return dict(self._figures)
+
+    def _measure(self) -> dict:
         if self.data.aux_train is None:
             return {"clean_share": None}
         n = self.n_target
@@ -192,3 +200,4 @@ class SCN(JointMethod):
             raise ValueError(f"SCN state holds {tuple(state['labels'].shape)} labels, expected {tuple(self.current.shape)}")
         self.current = state["labels"].to(self.device)
         self.last_low = state["last_low"].to(self.device, torch.bool)
+        self._figures = None
