@@ -16,7 +16,8 @@ have the credentials, and only the driver has the endpoint (AWS_ENDPOINT_URL): s
   the store: finished trials stay finished, the others continue from their checkpoints, the same
   metrics.
 
-Epochs trained are counted from SSPA_TEST_EPOCH_JOURNAL, a line per epoch start from every node.
+Epochs trained are counted from SSPA_TEST_EPOCH_JOURNAL, a line per epoch start from every node; in the
+node-loss test SSPA_TEST_EPOCH_HOLD keeps the trials in flight while a node is killed and another joins.
 """
 
 from __future__ import annotations
@@ -149,14 +150,24 @@ def _tune(address: str, space: Path, out: Path, storage: str, *extra: str) -> li
     return [*SSPA, "tune", str(space), "--out", str(out), "--storage", storage, "--address", address, *extra]
 
 
-def _journal(path: Path) -> list[tuple[str, str, int]]:
-    """(trial folder, run folder, epoch) per epoch start, in order."""
+def _journal(path: Path, *, with_pid: bool = False) -> list[tuple]:
+    """(trial folder, run folder, epoch[, the process training it]) per epoch start, in order."""
     lines = path.read_text().splitlines() if path.exists() else []
     entries = []
     for line in lines:
-        run_dir, epoch = line.rsplit("\t", 1)
-        entries.append((Path(run_dir).parent.name, run_dir, int(epoch)))
+        run_dir, epoch, pid = line.rsplit("\t", 2)
+        entries.append((Path(run_dir).parent.name, run_dir, int(epoch), *((int(pid),) if with_pid else ())))
     return entries
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    return False
 
 
 def _twice(entries) -> dict[str, int]:
@@ -215,16 +226,26 @@ def test_a_lost_worker_node_costs_at_most_the_epoch_in_flight(clusters, object_s
     head, worker, address = clusters.first
     space, out, journal, log = tmp_path / "space.yaml", tmp_path / "exp", tmp_path / "journal", tmp_path / "driver.log"
     space.write_text(SPACE)
+    # Every trial waits at the start of its epoch 2 (epoch 1 checkpointed) until `hold` is removed, so
+    # neither the kill nor the node joining can race a trial to its end, however loaded the machine.
+    hold = tmp_path / "hold"
+    hold.touch()
+    env = {**_driver_env(clusters, object_store, journal), "SSPA_TEST_EPOCH_HOLD": str(hold)}
     with open(log, "w") as sink:
         driver = subprocess.Popen(_tune(address, space, out, f"s3://{BUCKET}/nodeloss"), stdout=sink,
-                                  stderr=subprocess.STDOUT, env=_driver_env(clusters, object_store, journal),
-                                  start_new_session=True)
+                                  stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        # The worker runs a trial that has checkpointed an epoch (its epoch 2 started): kill its raylet.
-        _wait(driver, lambda: any(run.startswith(worker.temp_dir) and epoch >= 2 for _, run, epoch in _journal(journal)),
-              log, every_s=0.05)
+        def held_on_worker() -> list[int]:
+            return [pid for _, run, epoch, pid in _journal(journal, with_pid=True)
+                    if run.startswith(worker.temp_dir) and epoch == 2]
+
+        _wait(driver, held_on_worker, log, every_s=0.2)  # the worker's trial is in flight: kill its raylet
         os.kill(worker.raylet(), signal.SIGKILL)
-        joined, _ = clusters.node(address)  # a new node joins mid-sweep
+        # The trial's process goes with its raylet (Ray's workers exit when it dies); once it is gone it
+        # can train nothing more, and the hold can end.
+        _wait(driver, lambda: not any(_alive(pid) for pid in held_on_worker()), log, every_s=0.2)
+        joined, _ = clusters.node(address)  # a new node joins mid-sweep, while trials are still waiting to run
+        hold.unlink()
         driver.wait(timeout=LIMIT_S)
     finally:
         for pid in process_tree(driver.pid):

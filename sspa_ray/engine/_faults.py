@@ -14,9 +14,13 @@ the retried run goes through). The orchestration tests use it to exercise Ray's 
 ``SSPA_TEST_CORRUPT_EPOCH=E`` (with the same marker) also writes epoch E's checkpoint cut in
 half before that crash, as a full disk might, so that the retry must fall back past it.
 
-``SSPA_TEST_EPOCH_JOURNAL=PATH`` appends ``RUN_DIR<TAB>EPOCH`` to PATH when an epoch starts to train,
-so that a test can count the epochs trained twice across processes and nodes (the trial's run
-folder names its node's temp dir and its Tune trial folder).
+``SSPA_TEST_EPOCH_JOURNAL=PATH`` appends ``RUN_DIR<TAB>EPOCH<TAB>PID`` to PATH when an epoch starts to
+train, so that a test can count the epochs trained twice across processes and nodes (the trial's run
+folder names its node's temp dir and its Tune trial folder) and see which process trained it.
+
+``SSPA_TEST_EPOCH_HOLD=PATH`` makes every epoch after the first wait at its start (after its journal
+line) while PATH exists. A test holds the trials of a sweep in flight, each with a checkpoint
+reported, so that what it does next (kill a node, add one) cannot race a trial to its end.
 
 The Trainer asks `installed()` once: without these variables it gets None and its loop calls
 nothing of this module.
@@ -26,11 +30,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 KILL_AT, CRASH_AFTER_EPOCH, CRASH_MARKER = "SSPA_TEST_KILL_AT", "SSPA_TEST_CRASH_AFTER_EPOCH", "SSPA_TEST_CRASH_MARKER"
 CORRUPT_EPOCH = "SSPA_TEST_CORRUPT_EPOCH"
-EPOCH_JOURNAL = "SSPA_TEST_EPOCH_JOURNAL"
+EPOCH_JOURNAL, EPOCH_HOLD = "SSPA_TEST_EPOCH_JOURNAL", "SSPA_TEST_EPOCH_HOLD"
 
 
 def kill_point(point: str, epoch: int | None = None) -> None:
@@ -68,7 +73,10 @@ class FaultHooks:
         """Before 0-based `epoch` trains; `first_pa`: it is the first epoch of the PA stage."""
         if journal := os.environ.get(EPOCH_JOURNAL):
             with open(journal, "a", encoding="utf-8") as sink:  # one short append: whole lines
-                sink.write(f"{self.run_dir.resolve()}\t{epoch + 1}\n")
+                sink.write(f"{self.run_dir.resolve()}\t{epoch + 1}\t{os.getpid()}\n")
+        if epoch and (hold := os.environ.get(EPOCH_HOLD)):
+            while Path(hold).exists():
+                time.sleep(0.1)
         if first_pa:
             kill_point("stage_switch")
 
@@ -83,5 +91,5 @@ class FaultHooks:
 
 def installed(run_dir: Path) -> FaultHooks | None:
     """The hooks of the run in `run_dir` when a test set one of the variables, else None (the normal run)."""
-    wanted = any(os.environ.get(name) for name in (KILL_AT, CRASH_AFTER_EPOCH, EPOCH_JOURNAL))
+    wanted = any(os.environ.get(name) for name in (KILL_AT, CRASH_AFTER_EPOCH, EPOCH_JOURNAL, EPOCH_HOLD))
     return FaultHooks(run_dir) if wanted else None
