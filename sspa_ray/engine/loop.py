@@ -9,9 +9,10 @@ during a step and does after an epoch, and its state. The Trainer never asks whi
 
 The parts live beside this file: the image store and device pick (images.py), the epoch's plan
 (epoch_plan.py), evaluation (evaluate.py), the run folder's files (run_files.py), RNG state
-(rng.py), checkpoints (checkpoint.py), and the test-only fault points (_faults.py, called only
-when a test sets their variables). Setup that can train another model or read datasets (the
-built-in pretrained backbone, the data) happens in fit(), before the Trainer is built.
+(rng.py), checkpoints (checkpoint.py), the ranks (world.py), and the test-only fault points
+(_faults.py, called only when a test sets their variables). Setup that can train another model or
+read datasets (the data, the built-in pretrained backbone, the method's preparation) happens in
+fit() (setup.py), before the Trainer is built.
 
 Hot path: each epoch's plan is made on the host and sent to the device once per epoch; a step is
 then gather -> augment -> (mixup) -> forward/backward with fixed shapes, and the only host syncs
@@ -31,7 +32,6 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,32 +45,17 @@ from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import latest_checkpoint, prune_checkpoints, save_checkpoint
 from sspa_ray.engine.epoch_plan import EpochPlan
 from sspa_ray.engine.evaluate import predict_classes
-from sspa_ray.engine.failures import TrainingDiverged, TrainingOutOfMemory
+from sspa_ray.engine.failures import TrainingDiverged
 from sspa_ray.engine.images import DeviceImages, keep_data_on_device, pick_device
-from sspa_ray.engine.methods import JointMethod, build_method, prepare_method
+from sspa_ray.engine.methods import JointMethod, build_method
 from sspa_ray.engine.metrics import classification_metrics
 from sspa_ray.engine.pam import mixup
 from sspa_ray.engine.rng import rng_state, seed_of, set_rng_state
 from sspa_ray.engine.run_files import write_metrics
+from sspa_ray.engine.world import World
 from sspa_ray.errors import ConfigError
 from sspa_ray.model import build_model
 from sspa_ray.outputs import BEST_BY, CHECKPOINTS_DIR, METRICS, EpochRecord, Stage
-
-
-@dataclass(frozen=True)
-class _World:
-    rank: int = 0
-    size: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.size > 1
-
-    @classmethod
-    def current(cls) -> _World:
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()
 
 
 class Trainer:
@@ -85,7 +70,7 @@ class Trainer:
                  log: Callable[[str], None] = print):
         self.cfg = cfg.validate()
         self.run_dir = Path(run_dir)
-        self.world = _World.current()
+        self.world = World.current()
         self.is_main = self.world.rank == 0
         self.log = log if self.is_main else (lambda _line: None)
         t = cfg.train
@@ -353,26 +338,3 @@ class Trainer:
         out.update(self.method.summary())
         out["history"] = self.history
         return out
-
-
-def fit(cfg: Config, run_dir, *, data=None, report=None, resume: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Train one configuration; see ARCHITECTURE.md ("engine -> orchestration") for the contract.
-
-    Writes ``run_dir/metrics.json``, the method's files (SSPA-JT: ``selection.csv``) and
-    ``run_dir/checkpoints/``. After each epoch's checkpoint, calls ``report(metrics, checkpoint_dir)``;
-    under torch.distributed every rank calls it (Ray Train's report is a barrier over all workers)
-    and only rank 0 passes the checkpoint directory (the others pass None). Returns the content of
-    metrics.json.
-    """
-    is_main = _World.current().rank == 0
-    if data is None:
-        from sspa_ray.data import load_joint_data
-
-        data = load_joint_data(cfg, progress=is_main)
-    model_cfg = pretrain.resolved(cfg)  # the built-in pretrained backbone, trained on first use
-    prepared = prepare_method(cfg, data, model_cfg, progress=is_main)  # cached like the backbone
-    try:
-        trainer = Trainer(cfg, run_dir, data=data, model_cfg=model_cfg, prepared=prepared, log=log)
-        return trainer.run(report=report, resume=resume)
-    except torch.OutOfMemoryError as exc:
-        raise TrainingOutOfMemory(cfg) from exc

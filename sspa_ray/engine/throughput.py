@@ -38,7 +38,7 @@ from sspa_ray.data import JointData, Split
 from sspa_ray.data.cache import cache_dir, locked
 from sspa_ray.engine.checkpoint import atomic_write_text
 from sspa_ray.engine.images import pick_device
-from sspa_ray.engine.loop import fit
+from sspa_ray.engine.setup import fit
 from sspa_ray.labels import NUM_CLASSES
 
 CPU_BURST_MAX_SIZE = 64     # px; the synthetic benchmark's 32 px bursts take a few seconds on one core
