@@ -13,7 +13,8 @@ restoring is copying the trial's stored checkpoints back into ``run_dir/checkpoi
 trial's ``train.log`` is published with every epoch and continued on restore.
 
 A write that storage refuses (full, read-only) raises :class:`StorageFull`: the driver then stops the
-experiment resumably instead of retrying trials against a full disk.
+experiment resumably instead of retrying trials against a full disk. Restoring, publishing and that
+check live in _trial_files.py; this file runs the trial on its two paths.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,17 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs
 import ray.train
 import ray.tune
 
 from sspa_ray.config import from_flat
 from sspa_ray.engine import TrainingDiverged, fit
-from sspa_ray.engine.checkpoint import latest_checkpoint
+from sspa_ray.orchestration._trial_files import Staged, keep_log, publish, restore, storage_errors
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.progress import NOTICE, TrialGauges
-from sspa_ray.orchestration.storage import StorageFull, storage_errno, storage_filesystem, storage_join
-from sspa_ray.outputs import CHECKPOINTS_DIR, DIVERGED_KEY, LOG_FILE, METRICS, RUN_OUTPUTS
+from sspa_ray.orchestration.storage import storage_filesystem, storage_join
+from sspa_ray.outputs import DIVERGED_KEY, LOG_FILE, METRICS
 
 # Reported checkpoints kept per trial: restoring needs the newest, the one before covers a newest
 # one that was cut off mid-upload.
@@ -77,7 +76,7 @@ class TrialInfo:
 
 def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial: TrialInfo) -> None:
     cfg = from_flat(flat).validate()
-    restored, notice, backlog = _restore(ray.tune.get_checkpoint(), run_dir, outputs_uri)
+    restored, notice, backlog = restore(ray.tune.get_checkpoint(), run_dir, outputs_uri)
     gauges = TrialGauges(trial.experiment, trial.name)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -88,10 +87,10 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
         if checkpoint_dir is None:
             ray.tune.report(metrics)
             return
-        with _storage_errors(outputs_uri, checkpoint_dir):
-            with _staged(checkpoint_dir) as staged:
+        with storage_errors(outputs_uri, checkpoint_dir):
+            with Staged(checkpoint_dir) as staged:
                 ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(staged))
-            _publish(run_dir, outputs_uri, (LOG_FILE,))
+            publish(run_dir, outputs_uri, (LOG_FILE,))
 
     # Epochs checkpointed after the last one Tune recorded (a kill came between): tell Tune now
     # instead of training them again.
@@ -106,10 +105,10 @@ def _run_in_process(flat: dict[str, Any], run_dir: Path, outputs_uri: str, trial
             _fit(cfg, run_dir, report, restored, log, final_report=ray.tune.report)
     except BaseException:
         with contextlib.suppress(OSError):  # the error in flight matters more than a last copy
-            _publish(run_dir, outputs_uri)
+            publish(run_dir, outputs_uri)
         raise
-    with _storage_errors(outputs_uri):
-        _publish(run_dir, outputs_uri)
+    with storage_errors(outputs_uri):
+        publish(run_dir, outputs_uri)
 
 
 # ---- TorchTrainer path ------------------------------------------------------------------------------
@@ -157,11 +156,11 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     run_dir = Path(tempfile.gettempdir()) / "sspa-ray-train" / trial.id / f"rank{rank}"
     cfg = from_flat(loop_config["config"]).validate()
     # Every rank restores the same folders: the reported checkpoint and its siblings, nothing rank-specific.
-    restored, notice, _ = _restore(ray.train.get_checkpoint(), run_dir, None)
+    restored, notice, _ = restore(ray.train.get_checkpoint(), run_dir, None)
     gauges = None
     if rank == 0:
         gauges = TrialGauges(trial.experiment, trial.name)
-        _keep_log(loop_config["outputs_uri"], run_dir)
+        keep_log(loop_config["outputs_uri"], run_dir)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         nonlocal notice
@@ -174,8 +173,8 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
             return
         # Published before each report: a trial the scheduler stops at this report is ended with
         # its Train workers, possibly before the `finally` below runs.
-        _publish(run_dir, loop_config["outputs_uri"])
-        with _staged(checkpoint_dir) as staged:
+        publish(run_dir, loop_config["outputs_uri"])
+        with Staged(checkpoint_dir) as staged:
             ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(staged),
                              checkpoint_dir_name=checkpoint_dir.name)
 
@@ -185,7 +184,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
             _fit(cfg, run_dir, report, restored, log, final_report=ray.train.report)
     finally:
         if rank == 0:
-            _publish(run_dir, loop_config["outputs_uri"])
+            publish(run_dir, loop_config["outputs_uri"])
 
 
 # ---- shared helpers ---------------------------------------------------------------------------------
@@ -197,123 +196,6 @@ def _fit(cfg, run_dir: Path, report, restored: bool, log, *, final_report) -> No
     except TrainingDiverged as exc:
         log(f"diverged: {exc}")
         final_report(_diverged_metrics(exc))
-
-
-def _restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, str | None, list]:
-    """Put the trial's stored checkpoints back into run_dir/checkpoints.
-
-    Returns whether there was one, a line for the terminal when a corrupt one was skipped, and the
-    (metrics, checkpoint folder) reports of checkpointed epochs newer than Tune's checkpoint.
-    Each reported directory holds one ``epoch_NNNN/`` folder; all of them are copied, not only the
-    one Tune names as the latest: Tune's saved state can lag behind a checkpoint uploaded just
-    before a kill, and a corrupt newest one falls back to the one before it (CHECKPOINTS_KEPT). The
-    engine resumes from the newest valid one. Local checkpoints of an earlier attempt are replaced:
-    storage holds what the experiment knows about, and the trial may now run on another node.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    found = _stored_checkpoints(checkpoint, trial_uri)
-    if trial_uri:
-        _keep_log(trial_uri, run_dir)
-    if not found:
-        return False, None, []
-    checkpoints = run_dir / CHECKPOINTS_DIR
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    checkpoints.mkdir()
-    for filesystem, path in found:  # oldest checkpoint first: a newer copy of an epoch wins
-        target = checkpoints / Path(path).name
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir()
-        pyarrow.fs.copy_files(path, str(target), source_filesystem=filesystem,
-                              destination_filesystem=pyarrow.fs.LocalFileSystem())
-    skipped: list[str] = []
-    valid = latest_checkpoint(checkpoints, log=skipped.append)
-    backlog = []
-    if valid is not None:
-        known = max((int(Path(p).name.split("_")[1]) for p in
-                     _subdirs(checkpoint.filesystem, checkpoint.path, "epoch_")), default=0) if checkpoint else 0
-        newer = [dict(r) for r in valid[1]["history"] if r["epoch"] > known]
-        backlog = [(r, valid[0] if r is newer[-1] else None) for r in newer]
-    if not skipped:
-        return True, None, backlog
-    resumed = f"resuming from {valid[0].name}" if valid else "no valid checkpoint left; starting from epoch 1"
-    return True, "; ".join(skipped) + f"; {resumed}", backlog
-
-
-def _stored_checkpoints(checkpoint, trial_uri: str | None) -> list[tuple[pyarrow.fs.FileSystem, str]]:
-    """The ``epoch_NNNN`` folders in the trial's checkpoint directories, oldest directory first."""
-    places = []
-    if checkpoint is not None:
-        # The reported one and its siblings: Tune names them checkpoint_NNNNNN, a TorchTrainer run
-        # folder epoch_NNNN (the checkpoint_dir_name it is given); either way they sort by age.
-        places.append((checkpoint.filesystem, str(Path(checkpoint.path).parent), ""))
-    if trial_uri:
-        places.append((*storage_filesystem(trial_uri), "checkpoint_"))
-    seen, folders = set(), []
-    for filesystem, root, prefix in places:
-        for ckpt in sorted(_subdirs(filesystem, root, prefix)):
-            for epoch in _subdirs(filesystem, ckpt, "epoch_"):
-                if epoch not in seen:
-                    seen.add(epoch)
-                    folders.append((filesystem, epoch))
-    return folders
-
-
-def _subdirs(filesystem: pyarrow.fs.FileSystem, root: str, prefix: str) -> list[str]:
-    try:
-        infos = filesystem.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
-    except OSError:
-        return []
-    return [i.path for i in infos if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith(prefix)]
-
-
-def _keep_log(trial_uri: str, run_dir: Path) -> None:
-    """A resumed or retried trial's log goes on after its earlier lines, on whatever node it runs."""
-    if not (run_dir / LOG_FILE).exists():
-        _fetch(trial_uri, LOG_FILE, run_dir)
-
-
-def _fetch(uri: str, name: str, run_dir: Path) -> None:
-    filesystem, root = storage_filesystem(uri)
-    if filesystem.get_file_info(f"{root}/{name}").type == pyarrow.fs.FileType.File:
-        pyarrow.fs.copy_files(f"{root}/{name}", str(run_dir / name), source_filesystem=filesystem,
-                              destination_filesystem=pyarrow.fs.LocalFileSystem())
-
-
-@contextlib.contextmanager
-def _storage_errors(uri: str, checkpoint_dir: Path | None = None):
-    """Turn a write that storage refuses into StorageFull, with the size of one checkpoint."""
-    try:
-        yield
-    except OSError as exc:
-        code = storage_errno(exc)
-        if code is None:
-            raise
-        size = sum(f.stat().st_size for f in Path(checkpoint_dir).rglob("*") if f.is_file()) if checkpoint_dir else 0
-        raise StorageFull(uri, os.strerror(code), size) from None
-
-
-class _staged:
-    """A temporary directory holding hard links to one epoch's checkpoint folder, for reporting.
-
-    Reporting copies the directory to storage before it returns, so the links live only that long
-    and cost no extra disk space.
-    """
-
-    def __init__(self, checkpoint_dir: Path):
-        self.source = Path(checkpoint_dir)
-
-    def __enter__(self) -> str:
-        self.tmp = tempfile.mkdtemp(prefix=".report-", dir=self.source.parent.parent)
-        try:
-            shutil.copytree(self.source, Path(self.tmp) / self.source.name, copy_function=os.link)
-        except OSError:  # a file system without hard links
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            os.makedirs(self.tmp)
-            shutil.copytree(self.source, Path(self.tmp) / self.source.name)
-        return self.tmp
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class _log_file:
@@ -358,14 +240,3 @@ def _where(who: str, restored: bool) -> str:
 def _diverged_metrics(exc: TrainingDiverged) -> dict[str, Any]:
     # NaN metrics: Optuna records the trial as failed and ASHA ignores it, instead of ranking it.
     return {DIVERGED_KEY: 1, "epoch": int(exc.epoch), "loss": float(exc.loss), **{m: math.nan for m in METRICS}}
-
-
-def _publish(run_dir: Path, outputs_uri: str, names: tuple[str, ...] = RUN_OUTPUTS) -> None:
-    """Copy the run's metrics.json, selection.csv and log next to the trial's results in storage."""
-    filesystem, root = storage_filesystem(outputs_uri)
-    filesystem.create_dir(root, recursive=True)
-    for name in names:
-        source = run_dir / name
-        if source.is_file():
-            pyarrow.fs.copy_files(str(source), f"{root}/{name}", source_filesystem=pyarrow.fs.LocalFileSystem(),
-                                  destination_filesystem=filesystem)
