@@ -8,7 +8,8 @@ from sspa_ray.outputs import Verdict
 from sspa_ray.report.claims import check_claims, judge, write_claims
 from sspa_ray.report.provenance import provenance
 from sspa_ray.report.significance import paired_p
-from sspa_ray.specs.ablation import load_ablation, preset_names
+from sspa_ray.specs.ablation import load_ablation
+from sspa_ray.specs.presets import preset_names
 
 PRESET = """\
 name: toy
