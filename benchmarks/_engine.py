@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sspa_ray.config import make_config
 from sspa_ray.data import JointData, Split
 from sspa_ray.data.augment import augment
 from sspa_ray.data.synthetic import split_sizes
+from sspa_ray.defaults import make_config
 from sspa_ray.engine.loop import Trainer
 from sspa_ray.labels import NUM_CLASSES
 from sspa_ray.model import build_model

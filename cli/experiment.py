@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce, parse_sets, selection_note
+from sspa_ray.config import SYNTHETIC_PRETRAINED, coerce
+from sspa_ray.defaults import parse_sets, selection_note
 from sspa_ray.errors import Interrupted, UserError
 from sspa_ray.outputs import RESULTS_FILE, Status
 from sspa_ray.tracking import LOGGERS, check_loggers

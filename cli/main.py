@@ -42,7 +42,8 @@ def cli() -> None:
 @click.option("--target", default="synthetic", show_default=True, help="Show this target's defaults.")
 def keys(target: str) -> None:
     """List every dotted config key with its default and allowed values."""
-    from sspa_ray.config import coerce, describe_keys
+    from sspa_ray.config import coerce
+    from sspa_ray.defaults import describe_keys
 
     click.echo(describe_keys(coerce("data.target", target)))
 

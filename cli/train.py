@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from sspa_ray.config import EXECUTION_KEYS, from_flat, make_config, parse_sets, selection_note
+from sspa_ray.config import EXECUTION_KEYS, from_flat
+from sspa_ray.defaults import make_config, parse_sets, selection_note
 from sspa_ray.errors import ConfigError
 from sspa_ray.outputs import CONFIG_FILE, METRICS_FILE
 from sspa_ray.rundir import check_new_run_dir, prepare_new_run_dir, read_run_config

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sspa_ray.config import make_config
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import SpecError
 from sspa_ray.specs import load_ablation, preset_names, resolve_preset
 

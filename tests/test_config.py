@@ -1,11 +1,11 @@
 import pytest
 
-from sspa_ray import config
+from sspa_ray import config, defaults
 from sspa_ray.errors import ConfigError
 
 
 def test_paper_defaults():
-    cfg = config.make_config("rafdb")
+    cfg = defaults.make_config("rafdb")
     flat = cfg.to_flat()
     assert flat["moe.experts"] == 3
     assert flat["ssm.momentum"] == 0.95
@@ -14,15 +14,15 @@ def test_paper_defaults():
     assert (flat["train.batch_size"], flat["train.lr"], flat["train.momentum"]) == (128, 0.01, 0.9)
     assert flat["train.weight_decay"] == 0.005
     assert flat["data.aux_ratio"] == 0.1 and flat["data.image_size"] == 224
-    assert config.make_config("caers").data.aux_ratio == 0.2
+    assert defaults.make_config("caers").data.aux_ratio == 0.2
     # The synthetic aux set is 23x its target, as AffectNet is RAF-DB: the paper's 10% is 2.3x the target.
-    assert config.make_config("synthetic").data.aux_ratio == 0.1
+    assert defaults.make_config("synthetic").data.aux_ratio == 0.1
 
 
 def test_set_parses_to_the_key_type_and_layers_apply_in_order():
-    sets = config.parse_sets(["pam.alpha=3", "modules.moe=false", "moe.experts=5", "model.pretrained=none"])
+    sets = defaults.parse_sets(["pam.alpha=3", "modules.moe=false", "moe.experts=5", "model.pretrained=none"])
     assert sets == {"pam.alpha": 3.0, "modules.moe": False, "moe.experts": 5, "model.pretrained": None}
-    cfg = config.make_config("synthetic", {"pam.alpha": 2}, sets)
+    cfg = defaults.make_config("synthetic", {"pam.alpha": 2}, sets)
     assert cfg.pam.alpha == 3.0 and cfg.experts == 1  # MoE off means one head
 
 
@@ -42,29 +42,29 @@ def test_set_parses_to_the_key_type_and_layers_apply_in_order():
 )
 def test_bad_values_name_the_key_and_the_allowed_values(item, needle):
     with pytest.raises(ConfigError) as info:
-        config.parse_set(item)
+        defaults.parse_set(item)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
 
 
 def test_cross_key_rules():
     with pytest.raises(ConfigError, match="modules.pam=true needs modules.ssm=true"):
-        config.make_config("synthetic", {"modules.ssm": False})
+        defaults.make_config("synthetic", {"modules.ssm": False})
     with pytest.raises(ConfigError, match="selection_epochs"):
-        config.make_config("synthetic", {"train.epochs": 4, "train.selection_epochs": 5})
+        defaults.make_config("synthetic", {"train.epochs": 4, "train.selection_epochs": 5})
 
 
 def test_flat_round_trip():
-    cfg = config.make_config("caers", {"pam.beta": 3, "train.seed": 7})
+    cfg = defaults.make_config("caers", {"pam.beta": 3, "train.seed": 7})
     assert config.from_flat(cfg.to_flat()) == cfg
 
 
 def test_a_shorter_run_shortens_the_default_selection_stage_and_says_so():
-    assert config.make_config("rafdb", {"train.epochs": 20}).train.selection_epochs == 10
-    assert config.make_config("rafdb", {"train.epochs": 200}).train.selection_epochs == 40  # the paper's T_S
-    assert config.make_config("synthetic", {"train.epochs": 1}).train.selection_epochs == 0
+    assert defaults.make_config("rafdb", {"train.epochs": 20}).train.selection_epochs == 10
+    assert defaults.make_config("rafdb", {"train.epochs": 200}).train.selection_epochs == 40  # the paper's T_S
+    assert defaults.make_config("synthetic", {"train.epochs": 1}).train.selection_epochs == 0
     # A value that any layer sets is kept as given (and checked).
-    assert config.make_config("rafdb", {"train.selection_epochs": 15}, {"train.epochs": 20}).train.selection_epochs == 15
-    assert config.selection_note("rafdb", {"train.epochs": 20}).startswith("train.epochs=20: train.selection_epochs")
-    assert config.selection_note("rafdb", {"train.epochs": 100}) is None
-    assert config.selection_note("rafdb", {"train.epochs": 20, "train.selection_epochs": 5}) is None
+    assert defaults.make_config("rafdb", {"train.selection_epochs": 15}, {"train.epochs": 20}).train.selection_epochs == 15
+    assert defaults.selection_note("rafdb", {"train.epochs": 20}).startswith("train.epochs=20: train.selection_epochs")
+    assert defaults.selection_note("rafdb", {"train.epochs": 100}) is None
+    assert defaults.selection_note("rafdb", {"train.epochs": 20, "train.selection_epochs": 5}) is None

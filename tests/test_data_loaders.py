@@ -11,8 +11,8 @@ import pytest
 from _layouts import AFFECTNET_TRAIN, AFFECTNET_VA, interleave, make_affectnet, make_caers, make_rafdb, red_share
 from PIL import Image
 
-from sspa_ray.config import make_config
 from sspa_ray.data import check_dataset, load_joint_data, load_split, stratified_subset
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import DataError
 from sspa_ray.labels import CLASSES
 

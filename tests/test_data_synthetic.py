@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from sspa_ray.config import make_config
 from sspa_ray.data import check_dataset, load_joint_data, load_split, read_listing, synthetic
+from sspa_ray.defaults import make_config
 from sspa_ray.labels import CLASS_INDEX
 
 

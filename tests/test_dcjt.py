@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from test_engine import BASE, easy_data, without_timing
 
-from sspa_ray.config import make_config
 from sspa_ray.data import JointData
 from sspa_ray.data.relabelled_list import read_relabelled_list
+from sspa_ray.defaults import make_config
 from sspa_ray.engine import fit
 from sspa_ray.engine.methods.dcjt import approximate_relabels, aux_epochs, balanced_draws, va_weight
 from sspa_ray.errors import ConfigError, DataError
@@ -161,7 +161,7 @@ RUNNER = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_dcjt import DCJT, va_data
-from sspa_ray.config import make_config
+from sspa_ray.defaults import make_config
 from sspa_ray.engine import fit
 fit(make_config("synthetic", DCJT), sys.argv[1], data=va_data(), log=print)
 """

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from sspa_ray.config import make_config
 from sspa_ray.data import JointData, Split
 from sspa_ray.data.augment import augment, normalize
+from sspa_ray.defaults import make_config
 from sspa_ray.engine import TrainingDiverged, TrainingOutOfMemory, fit
 from sspa_ray.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from sspa_ray.engine.loop import Trainer

@@ -11,7 +11,7 @@ from sspa_ray import outputs
 
 REPO = Path(__file__).resolve().parents[1]
 # ARCHITECTURE.md's layer list, top to bottom; `cli/` installs as sspa_ray.cli.
-LAYERS = ["errors", "suggest", "outputs", "version", "rundir", "config", "labels", "data", "model", "engine", "specs",
+LAYERS = ["errors", "suggest", "outputs", "version", "rundir", "config", "defaults", "labels", "data", "model", "engine", "specs",
           "report", "tracking", "orchestration", "cli"]
 
 

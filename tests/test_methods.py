@@ -14,7 +14,8 @@ from test_engine import BASE, easy_data, without_timing
 
 from sspa_ray.cli.main import cli
 from sspa_ray.config import METHODS as METHOD_NAMES
-from sspa_ray.config import MODULES, ModulesConfig, make_config
+from sspa_ray.config import MODULES, ModulesConfig
+from sspa_ray.defaults import make_config
 from sspa_ray.engine import fit
 from sspa_ray.engine.checkpoint import load_checkpoint
 from sspa_ray.engine.loop import Trainer
@@ -118,7 +119,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_engine import easy_data
 from test_methods import SCN
-from sspa_ray.config import make_config
+from sspa_ray.defaults import make_config
 from sspa_ray.engine import fit
 from sspa_ray.engine.checkpoint import load_checkpoint
 fit(make_config("synthetic", SCN), sys.argv[1], data=easy_data(), log=print)

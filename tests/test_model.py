@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sspa_ray.config import make_config
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import ConfigError, DataError
 from sspa_ray.model import build_model, expert_probabilities
 from sspa_ray.model.arm import AmendRepresentation

@@ -17,7 +17,7 @@ from _layouts import make_affectnet, make_rafdb
 from click.testing import CliRunner
 
 from sspa_ray.cli.main import cli
-from sspa_ray.config import make_config
+from sspa_ray.defaults import make_config
 from sspa_ray.orchestration.dryrun import EpochSizes
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.tuner import run_experiment
@@ -92,7 +92,7 @@ def test_dry_run_makes_no_estimate_that_a_cpu_would_mislead(tmp_path):
 
 
 def test_a_gpu_runs_dry_run_on_a_cpu_quotes_the_measured_gpu_figures(tmp_path, monkeypatch):
-    from sspa_ray.config import make_config
+    from sspa_ray.defaults import make_config
     from sspa_ray.engine import throughput
 
     cfg = make_config("rafdb", {"train.device": "cpu", "train.precision": "bf16"})

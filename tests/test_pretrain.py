@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from sspa_ray.config import SYNTHETIC_PRETRAINED, horizon_warning, make_config
+from sspa_ray.config import SYNTHETIC_PRETRAINED
 from sspa_ray.data import synthetic
+from sspa_ray.defaults import horizon_warning, make_config
 from sspa_ray.engine import fit, pretrain
 from sspa_ray.errors import ConfigError
 from sspa_ray.model import build_model

@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from sspa_ray.config import KEYS, make_config
+from sspa_ray.config import KEYS
+from sspa_ray.defaults import make_config
 from sspa_ray.report import render_experiment
 from sspa_ray.report.table_model import rank_marks
 from sspa_ray.specs import load_ablation

@@ -39,8 +39,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from sspa_ray.config import EXECUTION_KEYS, Config, crop_padding
+from sspa_ray.config import EXECUTION_KEYS, Config
 from sspa_ray.data.augment import augment
+from sspa_ray.defaults import crop_padding
 from sspa_ray.engine import _faults, pretrain
 from sspa_ray.engine.checkpoint import latest_checkpoint, prune_checkpoints, save_checkpoint
 from sspa_ray.engine.epoch_plan import EpochPlan

@@ -96,7 +96,7 @@ def resolved(cfg: Config, *, progress: bool = True):
 
 def pretrain(recipe: Recipe, out: Path, *, progress: bool = True) -> dict:
     """Train the identity task of `recipe`, write the backbone to `out` atomically; return the pretext figures."""
-    from sspa_ray.config import make_config
+    from sspa_ray.defaults import make_config
     from sspa_ray.model import build_backbone
 
     started = time.perf_counter()

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sspa_ray.config import MODULES, Config, make_config
+from sspa_ray.config import MODULES, Config
 from sspa_ray.data import JointData, Split
 from sspa_ray.data.cache import cache_dir, locked
+from sspa_ray.defaults import make_config
 from sspa_ray.engine.checkpoint import atomic_write_text
 from sspa_ray.engine.images import pick_device
 from sspa_ray.engine.setup import fit

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sspa_ray.config import CROP_PADDING, EXECUTION_KEYS, KEYS, coerce, crop_padding
+from sspa_ray.config import CROP_PADDING, EXECUTION_KEYS, KEYS, coerce
+from sspa_ray.defaults import crop_padding
 from sspa_ray.errors import ConfigError, RunDirError
 from sspa_ray.outputs import METRICS, RESULTS_FILE, Status
 

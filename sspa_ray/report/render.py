@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from sspa_ray.config import KEYS, make_config
+from sspa_ray.config import KEYS
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import RunDirError
 from sspa_ray.outputs import METRICS, PLAN_FILE, REPORT_STEM, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Kind, Status
 from sspa_ray.report.aggregate import NOT_A_CONFIGURATION, aggregate, normalize, read_results

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sspa_ray.config import MODULES, TARGETS, coerce, make_config
+from sspa_ray.config import MODULES, TARGETS, coerce
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import ConfigError
 from sspa_ray.outputs import METRICS
 from sspa_ray.specs._preset_fields import (

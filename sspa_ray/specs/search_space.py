@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sspa_ray.config import FIELDS, Config, allowed, check_key, coerce, make_config
+from sspa_ray.config import FIELDS, Config, allowed, check_key, coerce
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import ConfigError, SpecError
 from sspa_ray.outputs import METRICS
 from sspa_ray.specs._yaml import SpecFile, name_problem, read_spec

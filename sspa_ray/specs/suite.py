@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from sspa_ray.config import make_config
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import SpecError
 from sspa_ray.outputs import SPEC_FILE
 from sspa_ray.specs._yaml import parse_spec, read_spec

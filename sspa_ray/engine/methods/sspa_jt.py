@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sspa_ray.config import Config, horizon_warning
+from sspa_ray.config import Config
+from sspa_ray.defaults import horizon_warning
 from sspa_ray.engine.epoch_plan import EpochPlan, shuffled_order, to_device, weighted_plan
 from sspa_ray.engine.methods.base import JointMethod, register_method
 from sspa_ray.engine.metrics import selection_metrics

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sspa_ray.config import Config, make_config
+from sspa_ray.config import Config
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import SpecError
 from sspa_ray.orchestration.plan import persistence, prerequisites
 from sspa_ray.orchestration.plan.naming import trial_name

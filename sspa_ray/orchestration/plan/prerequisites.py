@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sspa_ray.config import SYNTHETIC_PRETRAINED, Config, horizon_warning
+from sspa_ray.config import SYNTHETIC_PRETRAINED, Config
 from sspa_ray.data import synthetic
+from sspa_ray.defaults import horizon_warning
 from sspa_ray.engine import pretrain
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sspa_ray.config import Config, make_config
+from sspa_ray.config import Config
+from sspa_ray.defaults import make_config
 from sspa_ray.errors import SpecError
 from sspa_ray.orchestration.plan import preflight, prerequisites
 from sspa_ray.orchestration.plan.base import ExperimentPlan
