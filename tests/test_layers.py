@@ -63,6 +63,18 @@ def test_the_engine_loads_no_ray_no_scipy_optimize_and_no_matplotlib():
     assert "scipy.optimize" not in loaded
 
 
+def test_the_data_model_and_engine_layers_import_no_matplotlib():
+    # Drawing is report/'s job (Figure 5's gallery included); a trial process imports these layers.
+    drawing = []
+    for layer in ("data", "model", "engine"):
+        for path in sorted((REPO / "sspa_ray" / layer).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                drawing += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "matplotlib"]
+    assert not drawing, drawing
+
+
 def test_a_trial_process_loads_no_matplotlib():
     loaded = _loaded_after("sspa_ray.orchestration.trial")
     assert "ray" in loaded and not {m for m in loaded if m.split(".")[0] == "matplotlib"}
