@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sspa_ray.config import CROP_PADDING, EXECUTION_KEYS, KEYS, coerce, crop_padding
+from sspa_ray.config import EXECUTION_KEYS, KEYS, coerce
 from sspa_ray.errors import ConfigError, RunDirError
 from sspa_ray.outputs import METRICS, RESULTS_FILE, Status
 
@@ -78,11 +78,7 @@ def read_results(exp_dir: Path) -> pd.DataFrame:
     path = Path(exp_dir) / RESULTS_FILE
     if not path.is_file():
         raise RunDirError(f"{exp_dir}: no {RESULTS_FILE} here; give the --out folder of a tune or ablate run")
-    results = pd.read_parquet(path)
-    if {CROP_PADDING, "data.image_size"} <= set(results.columns):
-        # Results of an earlier version hold -1 (derived) there; make_config now gives the pixels.
-        results[CROP_PADDING] = [crop_padding(row) for row in results[[CROP_PADDING, "data.image_size"]].to_dict("records")]
-    return results
+    return pd.read_parquet(path)
 
 
 def configuration_keys(results: pd.DataFrame) -> list[str]:

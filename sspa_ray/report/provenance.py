@@ -12,7 +12,6 @@ one, so provenance.json beside it holds the same record.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -23,7 +22,6 @@ from typing import Any
 import pandas as pd
 
 from sspa_ray.outputs import PROVENANCE_FILE, SIZE_COLUMNS, Status
-from sspa_ray.version import code_version
 
 TARGET_SIZE, AUX_SIZE, TEST_SIZE = SIZE_COLUMNS
 
@@ -136,12 +134,11 @@ def _schedule_text(results: pd.DataFrame) -> str:
 
 
 def _code_and_date(runs: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    """The code and dates of the experiment's runs (experiment.json ``runs``); for an experiment
-    of an earlier version, which recorded none, the code and date of this rendering, said so."""
+    """The code and dates of the experiment's runs (experiment.json ``runs``, which every start
+    and resume extends); rendered from results.parquet alone, without experiment.json, neither is known."""
     runs = list(runs)
     if not runs:
-        today = _dt.datetime.now(_dt.timezone.utc).date().isoformat()
-        return {"code": f"{code_version()} (rendering; the run's code was not recorded)", "date": f"rendered {today}"}
+        return {"code": "code not recorded", "date": "date not recorded"}
     codes = list(dict.fromkeys(str(r.get("code")) for r in runs))
     days = list(dict.fromkeys(str(r.get("date", ""))[:10] for r in runs))
     date = f"run {days[0]}" + (f", resumed {days[-1]}" if len(days) > 1 else "")
