@@ -87,7 +87,7 @@ def configuration_keys(results: pd.DataFrame) -> list[str]:
     return present or [k for k in KEYS if k not in NOT_A_CONFIGURATION]
 
 
-def normalize(key: str, value: Any) -> Any:
+def config_value(key: str, value: Any) -> Any:
     """A parquet cell as the config value it stands for (numpy scalars, NaN for None, ...)."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -99,7 +99,7 @@ def normalize(key: str, value: Any) -> Any:
         return value
 
 
-def identity(row: int, config: Mapping[str, Any], keys: Sequence[str]) -> str:
+def group_identity(row: int, config: Mapping[str, Any], keys: Sequence[str]) -> str:
     return json.dumps([row, [[k, config.get(k)] for k in keys]], default=str)
 
 
@@ -133,25 +133,25 @@ def aggregate(
     groups: dict[str, Group] = {}
     waiting: dict[str, int] = {}
     for row, config in expected:
-        config = {k: normalize(k, config.get(k)) for k in keys}
-        ident = identity(row, config, keys)
+        config = {k: config_value(k, config.get(k)) for k in keys}
+        ident = group_identity(row, config, keys)
         groups.setdefault(ident, Group(row=row, config=config))
         waiting[ident] = waiting.get(ident, 0) + 1
 
     for record in results.to_dict("records"):
         row = int(record["row"]) if finite_number(record.get("row")) is not None else -1
-        config = {k: normalize(k, record.get(k)) for k in keys}
-        ident = identity(row, config, keys)
+        config = {k: config_value(k, record.get(k)) for k in keys}
+        ident = group_identity(row, config, keys)
         group = groups.setdefault(ident, Group(row=row, config=config))
         status = str(record.get("status") or Status.PENDING)
         group.statuses[status] = group.statuses.get(status, 0) + 1
         if status in (Status.ERRORED, Status.DIVERGED) and record.get("error"):
             seed = record.get("train.seed")
             first_line = str(record["error"]).strip().splitlines()[0][:200] if str(record["error"]).strip() else ""
-            group.errors.append(f"seed {normalize('train.seed', seed)}: {status}: {first_line}")
+            group.errors.append(f"seed {config_value('train.seed', seed)}: {status}: {first_line}")
         if status not in counted:
             continue
-        seed = normalize("train.seed", record.get("train.seed"))
+        seed = config_value("train.seed", record.get("train.seed"))
         for metric in metrics:
             value = finite_number(record.get(prefix + metric))
             if value is not None:

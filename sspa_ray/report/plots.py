@@ -35,7 +35,7 @@ from sspa_ray.report.table_model import KEY_TITLES, METRIC_TITLES, RECALL_COLUMN
 from sspa_ray.specs.ablation import AblationSpec
 from sspa_ray.specs.layout import Layout
 
-FORMATS = ("png", "pdf")
+FIGURE_FORMATS = ("png", "pdf")
 # The narrowest colour range of a heat map, in percentage points.
 MIN_COLOUR_SPAN = 10.0
 # Tables whose rows are SSPA-JT and direct merging over the same aux shares (--preset paper).
@@ -51,20 +51,20 @@ def _block_name(spec: AblationSpec, block: list[Group]) -> str:
     return ", ".join(f"{KEY_TITLES.get(k, k)} {format_value(k, block[0].config.get(k))}" for k in spec.across) or "ours"
 
 
-def _stat(group: Group, metric: str):
+def _group_stat(group: Group, metric: str):
     return group.stats[metric] if metric in group.stats else group.extra.get(metric)
 
 
 def _mean(group: Group, metric: str) -> float:
     """The mean in percent; NaN without a value."""
-    stat = _stat(group, metric)
+    stat = _group_stat(group, metric)
     return stat.mean * 100 if stat is not None and stat.n else np.nan
 
 
 def mean_and_bar(group: Group, metric: str) -> tuple[float, float, float]:
     """The mean and its error bar below and above it, in percent, as the table's cell gives them:
     the CI of the mean from CI_MIN_N seeds on, ± the std with two, NaN (no bar) with one."""
-    stat = _stat(group, metric)
+    stat = _group_stat(group, metric)
     if stat is None or not stat.n:
         return np.nan, np.nan, np.nan
     mean = stat.mean * 100
@@ -85,7 +85,7 @@ def _bars(groups: list[Group], metric: str) -> tuple[np.ndarray, np.ndarray | No
 
 def error_bar_title(groups: list[Group], metrics) -> str:
     """What the error bars are, for the legend's title: the tables' intervals, by the seeds there are."""
-    ns = {_stat(g, m).n for g in groups for m in metrics if _stat(g, m) is not None}
+    ns = {_group_stat(g, m).n for g in groups for m in metrics if _group_stat(g, m) is not None}
     parts = []
     if any(n >= CI_MIN_N for n in ns):
         parts.append(f"{CONFIDENCE:.0%} CI of the mean (n ≥ {CI_MIN_N})")
@@ -100,7 +100,7 @@ def _legend(ax, **kwargs) -> None:
     legend.get_title().set_fontsize(7)
 
 
-def save_figure(fig: Figure, path: Path, footer: str, *, formats=FORMATS, dpi: int = 120) -> Path:
+def save_figure(fig: Figure, path: Path, footer: str, *, formats=FIGURE_FORMATS, dpi: int = 120) -> Path:
     """Write `path` (PNG) and the same figure in the other `formats` beside it, with `footer` (the
     provenance line) under the axes; return the PNG."""
     fig.tight_layout()

@@ -73,7 +73,7 @@ def _distinct(frame: pd.DataFrame, column: str) -> list:
     return sorted(values, key=lambda v: (str(type(v)), v))
 
 
-def _count(frame: pd.DataFrame, column: str) -> str | None:
+def _range_text(frame: pd.DataFrame, column: str) -> str | None:
     """'2000' or '400-2000' over the trials of `frame`; None when no trial recorded it."""
     values = [int(v) for v in _distinct(frame, column) if isinstance(v, (int, float)) and math.isfinite(v)]
     if not values:
@@ -82,7 +82,7 @@ def _count(frame: pd.DataFrame, column: str) -> str | None:
 
 
 def _target_text(target: str, done: pd.DataFrame) -> str:
-    train, test = _count(done, TARGET_SIZE), _count(done, TEST_SIZE)
+    train, test = _range_text(done, TARGET_SIZE), _range_text(done, TEST_SIZE)
     if train is None and test is None:
         return f"target {target} (sizes not recorded)"
     return f"target {target} ({train or '?'} train, {test or '?'} test images)"
@@ -97,17 +97,19 @@ def _aux_text(results: pd.DataFrame, done: pd.DataFrame) -> str:
         return "no aux set"
     ratios = [f"{r:g}" for r in _distinct(results, "data.aux_ratio")]
     share = f"data.aux_ratio {ratios[0]}" if len(ratios) == 1 else f"data.aux_ratio {', '.join(ratios)} by row"
-    images = _count(done[done.index.isin(with_aux.index)], AUX_SIZE)
+    images = _range_text(done[done.index.isin(with_aux.index)], AUX_SIZE)
     return f"aux {', '.join(map(str, names))} ({images + ' train images, ' if images else ''}{share})"
 
 
 def _overrides_text(experiment: Mapping[str, Any]) -> str:
     if "overrides" not in experiment:  # no experiment.json: nothing says what was set
         return "--set not recorded"
-    return " ".join(f"--set {k}={_value(v)}" for k, v in experiment["overrides"].items()) or "no --set"
+    return " ".join(f"--set {k}={_exact_text(v)}" for k, v in experiment["overrides"].items()) or "no --set"
 
 
-def _value(value: Any) -> str:
+def _exact_text(value: Any) -> str:
+    """An override as it was given back to --set, to the last digit (config.value_text rounds floats to
+    six significant digits for names and cells)."""
     return str(value).lower() if isinstance(value, bool) or value is None else str(value)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from sspa_ray.config import KEYS, make_config
 from sspa_ray.errors import RunDirError
 from sspa_ray.outputs import METRICS, PLAN_FILE, REPORT_STEM, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Kind, Status
-from sspa_ray.report.aggregate import NOT_A_CONFIGURATION, aggregate, normalize, read_results
+from sspa_ray.report.aggregate import NOT_A_CONFIGURATION, aggregate, config_value, read_results
 from sspa_ray.report.claims import check_claims, claims_view, write_claims
 from sspa_ray.report.html import Part, write_report
 from sspa_ray.report.plots import OVERLAY, overlay_ratio, plot_ablation
@@ -26,7 +26,7 @@ from sspa_ray.report.table_render import to_csv, to_latex, to_markdown
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
 from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
 
-FORMATS = {"md": "md", "csv": "csv", "tex": "tex", "latex": "tex", "parquet": "parquet"}
+TABLE_FORMATS = {"md": "md", "csv": "csv", "tex": "tex", "latex": "tex", "parquet": "parquet"}
 
 
 def _read_experiment(exp_dir: Path) -> dict[str, Any]:
@@ -82,9 +82,9 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
     exp_dir = Path(exp_dir)
     if metric not in ("final", "best"):
         raise ValueError(f"metric must be 'final' or 'best', not {metric!r}")
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [f for f in formats if f not in TABLE_FORMATS]
     if unknown:
-        raise ValueError(f"unknown table format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+        raise ValueError(f"unknown table format {unknown[0]!r}; choose from {', '.join(TABLE_FORMATS)}")
     results = read_results(exp_dir)
     experiment = _read_experiment(exp_dir)
     target = experiment.get("target") or _first(results, "data.target") or "synthetic"
@@ -122,7 +122,7 @@ def _render_tune(exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any
     varied = [k for k in KEYS if k in results and k not in NOT_A_CONFIGURATION and results[k].astype(str).nunique() > 1]
 
     def describe(record: dict[str, Any]) -> str:
-        return ", ".join(f"{k}={format_value(k, normalize(k, record.get(k)))}" for k in varied) or "the configuration"
+        return ", ".join(f"{k}={format_value(k, config_value(k, record.get(k)))}" for k in varied) or "the configuration"
 
     written["html"] = _write_html(exp_dir, title, prov, [Part(exp_dir.name, table)], results, experiment, describe, best)
     return written
@@ -143,7 +143,7 @@ def _row_text(spec: AblationSpec, target: str, record: dict[str, Any]) -> str:
     """A trial's row of the preset, with its `across` values: "SSM + D_T fixed, Backbone arm"."""
     row = int(record.get("row", -1))
     name = spec.row_name(row) if 0 <= row < len(spec.rows) else f"row {row}"
-    across = [f"{k}={format_value(k, normalize(k, record.get(k)))}" for k in spec.active_across(target)]
+    across = [f"{k}={format_value(k, config_value(k, record.get(k)))}" for k in spec.active_across(target)]
     return ", ".join([name, *across])
 
 
@@ -160,7 +160,7 @@ def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, 
     """table.{md,csv,tex,parquet} (table_best.* with its own LaTeX label) and provenance.json."""
     stem = TABLE_BEST_STEM if best else TABLE_STEM
     written: dict[str, Path] = {"provenance": prov.write(out_dir)}
-    for fmt in dict.fromkeys(FORMATS[f] for f in formats):
+    for fmt in dict.fromkeys(TABLE_FORMATS[f] for f in formats):
         path = out_dir / f"{stem}.{fmt}"
         _write(table, fmt, path, label + ("_best" if best else ""), prov)
         written[fmt] = path
@@ -247,7 +247,7 @@ def _write_combined(tables: dict[str, Table], exp_dir: Path, formats: Iterable[s
     stem = TABLE_BEST_STEM if best else TABLE_STEM
     label = "_best" if best else ""
     written: dict[str, Path] = {"provenance": prov.write(exp_dir)}
-    for fmt in dict.fromkeys(FORMATS[f] for f in formats):
+    for fmt in dict.fromkeys(TABLE_FORMATS[f] for f in formats):
         path = exp_dir / f"{stem}.{fmt}"
         if fmt == "md":
             text = f"{prov.markdown()}\n\n{summary}\n\n" + "\n".join(f"<!-- {name}/ -->\n{to_markdown(t)}"

@@ -29,7 +29,8 @@ from sspa_ray.report.aggregate import finite_number
 from sspa_ray.report.plots import math_text, save_figure
 from sspa_ray.specs.ablation import AblationSpec
 
-SERIES = {"history.selection_precision": "precision", "history.selection_recall": "recall",
+# The history columns of SSM's selection -> the label of its curve in selection.png.
+SELECTION_CURVES = {"history.selection_precision": "precision", "history.selection_recall": "recall",
           "history.clean_share": "kept share"}
 
 
@@ -62,7 +63,7 @@ def selection_figure(spec: AblationSpec, trials: pd.DataFrame) -> Figure | None:
     for ax, (row, trials_of_row) in zip(axes.flat, groups, strict=False):
         ax.set_title(f"{math_text(spec.row_name(int(row)))} (n={len(trials_of_row)})", fontsize=8)
         if truth:
-            for column, name in SERIES.items():
+            for column, name in SELECTION_CURVES.items():
                 series = [np.asarray(v, dtype=float) for v in trials_of_row[column]]
                 length = min(len(s) for s in series)
                 mean = np.mean([s[:length] for s in series], axis=0)

@@ -13,7 +13,7 @@ import pandas as pd
 from sspa_ray.config import EXECUTION_KEYS
 from sspa_ray.errors import ConfigError
 from sspa_ray.outputs import BEST_BY, METRICS, Status
-from sspa_ray.report.aggregate import STATUSES, Group, normalize
+from sspa_ray.report.aggregate import STATUSES, Group, config_value
 from sspa_ray.report.importance import importance_note
 from sspa_ray.report.significance import (
     CI_MIN_N,
@@ -161,7 +161,7 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
             record.update({f"paper.{m}_pct": (ref or {}).get(m) for m in reference_metrics})
             record.update(_status_record(group))
             records.append(record)
-            notes_errors += [f"{_where(across, combo)}{name}, {e}" for e in group.errors]
+            notes_errors += [f"{_across_prefix(across, combo)}{name}, {e}" for e in group.errors]
 
     baseline_name = row_title(spec, spec.baseline)
     notes = _metric_notes(best, len(blocks) > 1, groups, metrics, tests, n_tests, baseline_name)
@@ -192,11 +192,11 @@ def paper_differences(spec: AblationSpec, target: str, row: int, config: dict[st
         if key in NOT_COMPARED_WITH_PAPER or key not in config:
             continue
         ours = config.get(key)
-        if ours != normalize(key, value):
+        if ours != config_value(key, value):
             out.append(f"{key} {format_value(key, ours) or 'off'} (paper {format_value(key, value) or 'off'})")
     return ", ".join(out)
 
-def _where(across, combo) -> str:
+def _across_prefix(across, combo) -> str:
     return "".join(f"{KEY_TITLES.get(k, k)} {format_value(k, v)}, " for k, v in combo.items()) if across else ""
 
 def _metric_record(group: Group, metrics, cells, p_adjusted, p_raw=None) -> dict[str, Any]:
