@@ -392,7 +392,7 @@ def modules_experiment(tmp_path, monkeypatch):
     root = synthetic.ensure(0, 0.02, progress=False)
     listing = read_listing("affectnet", "train", root)
     lines = ["path,source,label,clean"] + [f"{path},aux,{CLASSES[label]},{i % 2}"
-                                           for i, (path, label) in enumerate(zip(listing.paths, listing.labels, strict=False))]
+                                           for i, (path, label) in enumerate(zip(listing.paths, listing.labels, strict=True))]
     for r in records:
         (storage / r["trial_dir"]).mkdir(parents=True)
         (storage / r["trial_dir"] / "selection.csv").write_text("\n".join(lines) + "\n")

@@ -281,7 +281,7 @@ def verdict_summary(verdicts: list[ClaimResult]) -> str:
         kinds = [k for k in Verdict if k.is_tested == tested]
         counts = [sum(v.verdict is k for v in verdicts) for k in kinds]
         if sum(counts) or tested:
-            parts.append(f"{what}: " + ", ".join(f"{n} {k.summary_word}" for k, n in zip(kinds, counts, strict=False)) + ".")
+            parts.append(f"{what}: " + ", ".join(f"{n} {k.summary_word}" for k, n in zip(kinds, counts, strict=True)) + ".")
     return " ".join(parts)
 
 
@@ -310,7 +310,7 @@ def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name, p
     view = claims_view(verdicts, row_name)
     head = view.head
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * (len(head) - 4) + [":--", ":--", "--:", ":-:"]) + "|"]
-    for tested, cells in zip(view.tested, view.rows, strict=False):
+    for tested, cells in zip(view.tested, view.rows, strict=True):
         verdict = f"**{cells[-1]}**" if tested else cells[-1]
         lines.append("| " + " | ".join([*cells[:-1], verdict]) + " |")
     lines += ["", view.summary] + [f"- {note}" for note in view.notes] + [""]

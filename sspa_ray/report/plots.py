@@ -129,7 +129,7 @@ def heatmap(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str,
     axes = np.atleast_2d(fig.subplots(len(metrics), len(blocks), squeeze=False))
     for i, metric in enumerate(metrics):
         label = METRIC_TITLES.get(metric, metric) + suffix
-        for ax, block in zip(axes[i], blocks, strict=False):
+        for ax, block in zip(axes[i], blocks, strict=True):
             rows = list(dict.fromkeys(g.config[row_key] for g in block))
             cols = list(dict.fromkeys(g.config[col_key] for g in block))
             grid = np.full((len(rows), len(cols)), np.nan)
@@ -166,7 +166,7 @@ def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *
     metrics = spec.metrics
     fig = Figure(figsize=(6.5, 3.0 * len(metrics)))
     axes = np.atleast_1d(fig.subplots(len(metrics), 1, squeeze=False)[:, 0])
-    for ax, metric in zip(axes, metrics, strict=False):
+    for ax, metric in zip(axes, metrics, strict=True):
         for block in split_blocks(groups, spec.across):
             block = sorted(block, key=lambda g: g.config[key])
             x = np.array([g.config[key] * scale for g in block], dtype=float)
@@ -193,9 +193,9 @@ def overlay_ratio(tables: dict[str, tuple[AblationSpec, list[Group]]], path: Pat
     metrics = [m for m in first_spec.metrics if all(m in spec.metrics for spec, _ in tables.values())]
     fig = Figure(figsize=(6.5, 3.0 * len(metrics)))
     axes = np.atleast_1d(fig.subplots(len(metrics), 1, squeeze=False)[:, 0])
-    styles = dict(zip(tables, ("-", "--"), strict=False))
+    styles = dict(zip(tables, ("-", "--"), strict=True))
     colours: dict[str, str] = {}
-    for ax, metric in zip(axes, metrics, strict=False):
+    for ax, metric in zip(axes, metrics, strict=True):
         xs = []
         for name, (spec, groups) in tables.items():
             for block in split_blocks(groups, spec.across):
@@ -221,7 +221,7 @@ def module_bars(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: 
     fig = Figure(figsize=(7.5, 3.0 * len(blocks)))
     axes = np.atleast_1d(fig.subplots(len(blocks), 1, squeeze=False)[:, 0])
     width = 0.8 / len(spec.metrics)
-    for ax, block in zip(axes, blocks, strict=False):
+    for ax, block in zip(axes, blocks, strict=True):
         x = np.arange(len(block))
         for j, metric in enumerate(spec.metrics):
             y, err = _bars(block, metric)
@@ -240,7 +240,7 @@ def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path, *, foo
     blocks = split_blocks(groups, spec.across)
     fig = Figure(figsize=(7.0, 0.45 * max(len(b) for b in blocks) * len(blocks) + 1.5))
     axes = np.atleast_1d(fig.subplots(len(blocks), 1, squeeze=False)[:, 0])
-    for ax, block in zip(axes, blocks, strict=False):
+    for ax, block in zip(axes, blocks, strict=True):
         grid = np.array([[_mean(g, column) for column in RECALL_COLUMNS] for g in block])
         cmap = matplotlib.colormaps["magma"].with_extremes(bad="lightgrey")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto")

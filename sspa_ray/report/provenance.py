@@ -126,7 +126,7 @@ def _seeds_text(results: pd.DataFrame, experiment: Mapping[str, Any]) -> str:
 
 
 def _schedule_text(results: pd.DataFrame) -> str:
-    pairs = sorted({(int(e), int(s)) for e, s in zip(results.get("train.epochs", ()), results.get("train.selection_epochs", ()), strict=False)})
+    pairs = sorted({(int(e), int(s)) for e, s in zip(results.get("train.epochs", ()), results.get("train.selection_epochs", ()), strict=True)})
     if not pairs:
         return "schedule not recorded"
     if len(pairs) == 1:

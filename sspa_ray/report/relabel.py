@@ -41,7 +41,7 @@ def plot_relabelling(spec: AblationSpec, results: pd.DataFrame, exp_dir: Path, *
     groups = list(trials.groupby("row", sort=True))
     fig = Figure(figsize=(4.2 * len(groups), 3.3))
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)
-    for ax, (row, of_row) in zip(axes.flat, groups, strict=False):
+    for ax, (row, of_row) in zip(axes.flat, groups, strict=True):
         ax.set_title(f"{math_text(spec.row_name(int(row)))} (n={len(of_row)})", fontsize=8)
         for column, name in RELABEL_CURVES.items():
             series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for v in of_row[column]]

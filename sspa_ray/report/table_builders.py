@@ -72,9 +72,9 @@ def _correct(cells: list[list[Cell]], p_values: list[list[float | None]]) -> lis
     flat = [p for row in p_values for p in row]
     adjusted = holm(flat)
     out, k = [], 0
-    for row_cells, row in zip(cells, p_values, strict=False):
+    for row_cells, row in zip(cells, p_values, strict=True):
         out.append(adjusted[k:k + len(row)])
-        for cell, p in zip(row_cells, out[-1], strict=False):
+        for cell, p in zip(row_cells, out[-1], strict=True):
             cell.star = significant(p)
         k += len(row)
     return out
@@ -134,9 +134,9 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
     adjusted = iter(_correct(all_cells, all_p))
     n_tests = sum(p is not None for ps in all_p for p in ps)
     raw = iter(all_p)
-    for block, (cells, _) in zip(blocks, per_block, strict=False):
+    for block, (cells, _) in zip(blocks, per_block, strict=True):
         block_starts.add(len(rows))
-        for group, metric_cells in zip(block, cells, strict=False):
+        for group, metric_cells in zip(block, cells, strict=True):
             ps, ps_raw = next(adjusted), next(raw)
             combo = {k: group.config.get(k) for k in across}
             ref = spec.reference.lookup(target, combo, group.row) if reference_metrics else None
@@ -201,7 +201,7 @@ def _across_prefix(across, combo) -> str:
 
 def _metric_record(group: Group, metrics, cells, p_adjusted, p_raw=None) -> dict[str, Any]:
     record = {}
-    for j, (metric, cell, p) in enumerate(zip(metrics, cells, p_adjusted, strict=False)):
+    for j, (metric, cell, p) in enumerate(zip(metrics, cells, p_adjusted, strict=True)):
         stat = group.stats[metric]
         ci = mean_ci(stat.values)
         record[f"{metric}.mean_pct"] = pct(stat.mean) if stat.n else None
@@ -232,7 +232,7 @@ def _grid(spec: AblationSpec, block: list[Group], metric: str, best: bool) -> Ta
     col_values = list(dict.fromkeys(g.config.get(col_key) for g in block))
     by_cell = {(g.config.get(row_key), g.config.get(col_key)): g for g in block}
     shown = {k: (pct(g.stats[metric].mean) if g.stats[metric].n else None) for k, g in by_cell.items()}
-    marks = dict(zip(shown, rank_marks(list(shown.values())), strict=False))
+    marks = dict(zip(shown, rank_marks(list(shown.values())), strict=True))
     rows = []
     for rv in row_values:
         line = [Cell(format_value(row_key, rv))]
@@ -269,7 +269,7 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
     if show_status:
         columns.append(Column("Status"))
     rows, records, errors = [], [], []
-    for group, metric_cells, ps in zip(groups, cells, p_values, strict=False):
+    for group, metric_cells, ps in zip(groups, cells, p_values, strict=True):
         line = [Cell(format_value(k, group.config.get(k))) for k in keys] + metric_cells
         if show_status:
             line.append(Cell(group.status_text()))
