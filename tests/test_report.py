@@ -273,6 +273,20 @@ def test_every_output_names_its_data_overrides_seeds_schedule_and_code(tmp_path)
     assert pd.read_csv(out / "claims.csv")["paper_differs"].str.contains("target is synthetic").all()
 
 
+@pytest.mark.parametrize("sets, label", [({}, "DCJT (approx. labels, 100% aux)"),
+                                         ({"dcjt.aux_labels": "dcjt_list.txt"}, "DCJT (published labels, 100% aux)")])
+def test_the_dcjt_row_says_whether_it_read_dcjts_published_list(tmp_path, sets, label):
+    # The preset's label names the approximation; results whose dcjt.aux_labels is set name the list instead.
+    spec = load_ablation("strategies")
+    records = [record("rafdb", t.overrides, row=t.row, value=0.8) for t in spec.trials("rafdb", sets)]
+    out = experiment(tmp_path, "strategies", "rafdb", records, overrides=sets)
+    written = render_experiment(out)
+    labels = pd.read_csv(written["csv"])["label"].tolist()
+    assert {name for name in labels if "DCJT" in name} == {label}  # the row of each backbone
+    better = pd.read_csv(out / "claims.csv")["better"]
+    assert {name for name in better if "DCJT" in name} == {label}  # the claims name the row alike
+
+
 @pytest.mark.parametrize("sets, marked", [({}, False), ({"train.epochs": 2}, True)])
 def test_claims_paper_numbers_follow_the_reference_columns_rule(tmp_path, sets, marked):
     spec = load_ablation("modules")

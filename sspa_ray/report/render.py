@@ -21,7 +21,7 @@ from sspa_ray.report.provenance import Provenance, provenance
 from sspa_ray.report.relabel import plot_relabelling
 from sspa_ray.report.selection import selection_figures
 from sspa_ray.report.table_builders import ablation_table, per_class_table, tune_table
-from sspa_ray.report.table_model import KEPT_COLUMNS, RECALL_COLUMNS, Table, format_value
+from sspa_ray.report.table_model import KEPT_COLUMNS, RECALL_COLUMNS, Table, format_value, labels_as_run
 from sspa_ray.report.table_render import to_csv, to_latex, to_markdown
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
 from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
@@ -131,6 +131,7 @@ def _render_tune(exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any
 def _render_ablation(spec: AblationSpec, exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any],
                      target: str, formats: Iterable[str], best: bool) -> dict[str, Path]:
     """The preset's table, its plots and its claims' verdicts."""
+    spec = labels_as_run(spec, results)
     prov = provenance(results, experiment)
     part, written, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best, prov)
     written.update(_write_all(part.table, exp_dir, formats, best, spec.name, prov))
@@ -206,12 +207,14 @@ def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment
     tables: dict[str, Table] = {}
     parts: list[Part] = []
     groups_by_table = {}
+    rows_of = {name: table_rows(results, name) for name in suite.tables}
+    specs = {name: labels_as_run(spec, rows_of[name]) for name, spec in suite.tables.items()}
     suffix = " (best epoch)" if best else ""
-    for name, spec in suite.tables.items():
+    for name, spec in specs.items():
         folder = exp_dir / name
         folder.mkdir(exist_ok=True)
         (folder / SPEC_FILE).write_text(suite.texts[name], encoding="utf-8")
-        rows = table_rows(results, name)
+        rows = rows_of[name]
         prov = provenance(rows, experiment)
         part, files, groups = _ablation_outputs(spec, rows, target, experiment, folder, best, prov)
         for fmt, path in _write_all(part.table, folder, formats, best, spec.name, prov).items():
@@ -234,8 +237,8 @@ def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment
     written.update(_write_combined(tables, exp_dir, formats, best, summary, prov))
 
     def describe(record: dict[str, Any]) -> str:
-        return "; ".join(f"{name}: {suite.tables[name].row_name(row)}" for name, row in parse_feeds(record.get("feeds"))
-                         if name in suite.tables) or "no table"
+        return "; ".join(f"{name}: {specs[name].row_name(row)}" for name, row in parse_feeds(record.get("feeds"))
+                         if name in specs) or "no table"
 
     title = f"{experiment.get('name') or exp_dir.name}: the paper's tables on {target}"
     written["html"] = _write_html(exp_dir, title, prov, parts, results, experiment, describe, best, across)
