@@ -21,7 +21,7 @@ from sspa_ray.report.provenance import Provenance, provenance
 from sspa_ray.report.relabel import plot_relabelling
 from sspa_ray.report.selection import selection_figures
 from sspa_ray.report.table_builders import ablation_table, per_class_table, tune_table
-from sspa_ray.report.table_model import KEPT_COLUMNS, RECALL_COLUMNS, Table, format_value, labels_as_run
+from sspa_ray.report.table_model import KEPT_COLUMNS, RECALL_COLUMNS, Table, format_value, labels_as_run, row_title
 from sspa_ray.report.table_render import to_csv, to_latex, to_markdown
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
 from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
@@ -142,8 +142,7 @@ def _render_ablation(spec: AblationSpec, exp_dir: Path, results: pd.DataFrame, e
 
 def _row_text(spec: AblationSpec, target: str, record: dict[str, Any]) -> str:
     """A trial's row of the preset, with its `across` values: "SSM + D_T fixed, Backbone arm"."""
-    row = int(record.get("row", -1))
-    name = spec.row_name(row) if 0 <= row < len(spec.rows) else f"row {row}"
+    name = row_title(spec, int(record.get("row", -1)))
     across = [f"{k}={format_value(k, config_value(k, record.get(k)))}" for k in spec.active_across(target)]
     return ", ".join([name, *across])
 

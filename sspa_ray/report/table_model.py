@@ -98,10 +98,12 @@ def labels_as_run(spec: AblationSpec, results: pd.DataFrame) -> AblationSpec:
         return spec
     labels = list(spec.labels)
     for row, trials in results.groupby("row"):
+        index = int(row)
+        label = labels[index] if 0 <= index < len(labels) else None
         listed = all(method == "dcjt" and isinstance(path, str) and path
                      for method, path in zip(trials["method.name"], trials["dcjt.aux_labels"], strict=True))
-        if 0 <= int(row) < len(labels) and labels[int(row)] and listed:
-            labels[int(row)] = str(labels[int(row)]).replace(APPROXIMATED_LABELS, PUBLISHED_LABELS)
+        if label and listed:
+            labels[index] = label.replace(APPROXIMATED_LABELS, PUBLISHED_LABELS)
     return replace(spec, labels=labels)
 
 
