@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q
 
-# ruff (rules E, F, I, B, UP) over the code and tests; mypy over the engine, config.py and defaults.py (pyproject.toml).
+# ruff (rules E, F, I, B, UP) over the code and tests; mypy over the engine, config.py, defaults.py and registry.py (pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy

@@ -81,7 +81,7 @@ def check(dataset: str, data_root: Path | None, as_json: bool, gallery: Path | N
 
     report = check_dataset(dataset, data_root, progress=not as_json)
     if gallery is not None:
-        from sspa_ray.data.gallery import draw_gallery
+        from sspa_ray.report.dataset_gallery import draw_gallery
 
         draw_gallery(dataset, resolve_root(data_root), gallery)
     if as_json:

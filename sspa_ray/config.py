@@ -21,9 +21,10 @@ from sspa_ray.suggest import CHOICE_CUTOFF, did_you_mean
 
 TARGETS = ("synthetic", "rafdb", "caers")
 AUX_DATASETS = ("affectnet", "none")
+# The backbones (model.backbone) and joint-training methods (method.name): the only place their names are
+# written, as config sits above model/ and engine/. Each is one file there, registered under its name; the
+# registries (registry.py) refuse a name missing here and, on import, a name here with no file.
 BACKBONES = ("small", "resnet18", "arm")
-# The joint-training methods (method.name), each one file under engine/methods/ registered by this
-# name; the engine checks that its registry and this tuple agree (tests/test_methods.py).
 METHODS = ("sspa_jt", "scn", "dcjt")
 # method.recipe: the optimiser recipe. `shared` gives every method the same SGD + cosine schedule
 # (train.*), the controlled comparison; `own` uses the method's published recipe where it has one.

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sspa_ray import outputs
 
 REPO = Path(__file__).resolve().parents[1]
 # ARCHITECTURE.md's layer list, top to bottom; `cli/` installs as sspa_ray.cli.
-LAYERS = ["errors", "suggest", "outputs", "version", "rundir", "config", "defaults", "labels", "data", "model", "engine", "specs",
+LAYERS = ["errors", "suggest", "registry", "outputs", "version", "rundir", "config", "defaults", "labels", "data", "model",
+          "engine", "specs",
           "report", "tracking", "orchestration", "cli"]
 
 
@@ -63,6 +66,18 @@ def test_the_engine_loads_no_ray_no_scipy_optimize_and_no_matplotlib():
     assert "scipy.optimize" not in loaded
 
 
+def test_the_data_model_and_engine_layers_import_no_matplotlib():
+    # Drawing is report/'s job (Figure 5's gallery included); a trial process imports these layers.
+    drawing = []
+    for layer in ("data", "model", "engine"):
+        for path in sorted((REPO / "sspa_ray" / layer).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                drawing += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "matplotlib"]
+    assert not drawing, drawing
+
+
 def test_a_trial_process_loads_no_matplotlib():
     loaded = _loaded_after("sspa_ray.orchestration.trial")
     assert "ray" in loaded and not {m for m in loaded if m.split(".")[0] == "matplotlib"}
@@ -104,17 +119,60 @@ def _top_level_definitions() -> dict[str, list[str]]:
 
 
 # Names that were once defined in two or three modules with different meanings; each now has one
-# definition, and the meanings that differed got names of their own (PRETRAINABLE_BACKBONES).
-DEFINED_ONCE = ("BACKBONES", "PRETRAINABLE_BACKBONES", "finite_number", "value_text", "format_value", "draw_gallery",
-                "Layout", "Word")
+# definition, and the meanings that differed got names of their own (PRETRAINABLE_BACKBONES,
+# HISTORY_SERIES / SELECTION_CURVES / RELABEL_CURVES, RESULT_COLUMNS / ANNOTATION_COLUMNS,
+# TABLE_FORMATS / FIGURE_FORMATS, config_value beside data.augment's normalize).
+DEFINED_ONCE = ("BACKBONES", "METHODS", "PRETRAINABLE_BACKBONES", "finite_number", "value_text", "format_value",
+                "draw_gallery", "Layout", "Word", "normalize", "identity")
 # The names those duplicates had; none may come back.
-RETIRED = ("_finite", "_fmt", "_text_of", "LAYOUTS", "_Word")
+RETIRED = ("_finite", "_fmt", "_text_of", "LAYOUTS", "_Word", "SERIES", "COLUMNS", "FORMATS")
+# The names a family of modules shares by design, with one meaning in each: a dataset module's
+# layout (data/rafdb.py, affectnet.py, caers.py) and a cache's version, recipe and builder (the
+# synthetic benchmark, the pretrained backbone, DCJT's annotator).
+SHARED_BY_DESIGN = {"SPLITS", "IMAGE_DIR", "OFFICIAL_SIZES", "read", "VERSION", "recipe_for", "ensure"}
 
 
 def test_each_shared_name_is_defined_once():
     where = _top_level_definitions()
     assert {name: where.get(name, []) for name in DEFINED_ONCE if len(where.get(name, [])) != 1} == {}
     assert {name: where[name] for name in RETIRED if name in where} == {}
+
+
+def test_no_other_top_level_name_is_defined_in_two_modules():
+    # A second module with the same name, public or private, is a second meaning to keep apart: name it for its own.
+    twice = {name: files for name, files in _top_level_definitions().items()
+             if len(files) > 1 and name not in SHARED_BY_DESIGN and not name.startswith("__")}
+    assert twice == {}
+
+
+def _register(declared: str, name: str) -> None:
+    """Register `name` in the registry that config's tuple `declared` names, as a method or backbone file would."""
+    from sspa_ray.engine.methods import register_method
+    from sspa_ray.model import register
+
+    if declared == "METHODS":
+        register_method(type("Undeclared", (), {"name": name}))
+    else:
+        register(name)(len)
+
+
+@pytest.mark.parametrize("package, declared, key, name, add", [
+    ("sspa_ray.engine.methods", "METHODS", "method.name", "mixup",
+     "sspa_ray/engine/methods/mixup.py with a @register_method class whose name is 'mixup', imported in "
+     "sspa_ray/engine/methods/__init__.py"),
+    ("sspa_ray.model", "BACKBONES", "model.backbone", "vit",
+     "sspa_ray/model/vit.py with a @register('vit') builder, imported at the end of sspa_ray/model/__init__.py"),
+])
+def test_the_registries_hold_config_names_to_account_both_ways(package, declared, key, name, add):
+    # config.py writes the names: registering one it lacks is refused ...
+    with pytest.raises(ValueError, match=f"^{key} '{name}' is not declared: add it to {declared} in sspa_ray/config.py"):
+        _register(declared, name)
+    # ... and so is importing the package while a declared name has no file.
+    code = f"import sspa_ray.config as c; c.{declared} += ('{name}',); import {package}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1] == (f"ImportError: {key} '{name}' is declared in sspa_ray/config.py's {declared} "
+                                           f"but nothing registers it: add {add}")
 
 
 def test_the_epoch_record_declares_every_figure_and_gauge():

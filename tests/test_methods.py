@@ -13,20 +13,16 @@ from click.testing import CliRunner
 from test_engine import BASE, easy_data, without_timing
 
 from sspa_ray.cli.main import cli
-from sspa_ray.config import METHODS as METHOD_NAMES
 from sspa_ray.config import MODULES, ModulesConfig
 from sspa_ray.defaults import make_config
 from sspa_ray.engine import fit
 from sspa_ray.engine.checkpoint import load_checkpoint
 from sspa_ray.engine.loop import Trainer
-from sspa_ray.engine.methods import METHODS
 from sspa_ray.engine.methods.scn import high_group, rank_loss, relabel_epoch, relabel_targets
 from sspa_ray.errors import ConfigError
 
 
-def test_every_method_name_has_one_registered_class_and_the_modules_are_defined_once():
-    assert sorted(METHODS) == sorted(METHOD_NAMES)
-    assert all(cls.name == name for name, cls in METHODS.items())
+def test_the_module_toggles_are_defined_once():
     assert list(MODULES) == [f"modules.{f}" for f in ModulesConfig.__dataclass_fields__]
 
 

@@ -41,7 +41,12 @@ def record(target, overrides, *, row, value, status="completed", error="", seed=
     return out
 
 
-def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", overrides=None, name="exp", runs=None,
+# experiment.json's `runs`, as a start and a resume on the next day write them.
+RUNS = [{"date": "2026-12-01T10:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"},
+        {"date": "2026-12-02T09:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"}]
+
+
+def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", overrides=None, name="exp", runs=RUNS,
                experiment_path=None):
     out = tmp_path / name
     out.mkdir()
@@ -52,7 +57,7 @@ def experiment(tmp_path, preset, target, records, *, seeds=1, kind="ablate", ove
         shutil.copy(load_ablation(preset).path, out / "spec.yaml")
     (out / "experiment.json").write_text(json.dumps(
         {"kind": kind, "name": name, "target": target, "overrides": overrides or {}, "seeds": seeds,
-         "metric": "macro_f1", "mode": "max", **({"runs": runs} if runs else {}),
+         "metric": "macro_f1", "mode": "max", "runs": runs,
          **({"experiment_path": str(experiment_path)} if experiment_path else {})}))
     return out
 
@@ -245,8 +250,6 @@ def test_best_epoch_metrics_are_labelled_as_selected_on_the_test_set(tmp_path):
 
 
 SIZES = {"size.target": 1000.0, "size.aux": 2299.0, "size.test": 600.0}
-RUNS = [{"date": "2026-12-01T10:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"},
-        {"date": "2026-12-02T09:00:00Z", "code": "sspa-ray 0.1.0, git abcdef12"}]
 
 
 def test_every_output_names_its_data_overrides_seeds_schedule_and_code(tmp_path):
@@ -255,7 +258,7 @@ def test_every_output_names_its_data_overrides_seeds_schedule_and_code(tmp_path)
     records = [record("synthetic", t.overrides, row=t.row, seed=t.overrides["train.seed"],
                       value=0.6 + t.row / 100 + (t.row + 1) * t.overrides["train.seed"] / 1000, extra=SIZES)
                for t in spec.trials("synthetic", sets, 3)]
-    out = experiment(tmp_path, "modules", "synthetic", records, seeds=3, overrides=sets, runs=RUNS)
+    out = experiment(tmp_path, "modules", "synthetic", records, seeds=3, overrides=sets)
     written = render_experiment(out)
     line = ("target synthetic (1000 train, 600 test images); aux affectnet (2299 train images, data.aux_ratio 0.1); "
             "--set train.epochs=4; seeds 0, 1, 2; 4 epochs (2 of selection); sspa-ray 0.1.0, git abcdef12; "
@@ -271,14 +274,18 @@ def test_every_output_names_its_data_overrides_seeds_schedule_and_code(tmp_path)
     assert pd.read_csv(out / "claims.csv")["paper_differs"].str.contains("target is synthetic").all()
 
 
-def test_an_experiment_of_an_earlier_version_names_the_rendering_code_and_missing_sizes(tmp_path):
-    from sspa_ray.version import code_version
-
-    out = experiment(tmp_path, "experts", "synthetic", all_trials("experts", "synthetic", lambda r, s: 0.5))
-    md = render_experiment(out)["md"].read_text()
-    first = md.splitlines()[0]
-    assert first.startswith("Provenance: target synthetic (sizes not recorded); ") and "; no --set; seed 0; " in first
-    assert f"{code_version()} (rendering; the run's code was not recorded); rendered 20" in first
+@pytest.mark.parametrize("sets, label", [({}, "DCJT (approx. labels, 100% aux)"),
+                                         ({"dcjt.aux_labels": "dcjt_list.txt"}, "DCJT (published labels, 100% aux)")])
+def test_the_dcjt_row_says_whether_it_read_dcjts_published_list(tmp_path, sets, label):
+    # The preset's label names the approximation; results whose dcjt.aux_labels is set name the list instead.
+    spec = load_ablation("strategies")
+    records = [record("rafdb", t.overrides, row=t.row, value=0.8) for t in spec.trials("rafdb", sets)]
+    out = experiment(tmp_path, "strategies", "rafdb", records, overrides=sets)
+    written = render_experiment(out)
+    labels = pd.read_csv(written["csv"])["label"].tolist()
+    assert {name for name in labels if "DCJT" in name} == {label}  # the row of each backbone
+    better = pd.read_csv(out / "claims.csv")["better"]
+    assert {name for name in better if "DCJT" in name} == {label}  # the claims name the row alike
 
 
 @pytest.mark.parametrize("sets, marked", [({}, False), ({"train.epochs": 2}, True)])
@@ -342,21 +349,6 @@ def test_paper_numbers_are_matched_on_the_configuration_not_the_row(tmp_path, pr
         assert "91.34" not in md and "moe.experts 5 (paper 1)" in md
 
 
-def test_results_of_an_earlier_version_with_crop_padding_minus_one_render_without_pending(tmp_path):
-    # Earlier versions stored data.crop_padding as -1 ("image_size // 8"); now a trial's config
-    # holds the pixels (28 at 224 px), so the reader must upgrade the old rows before matching.
-    spec = load_ablation("modules")
-    records = [{**record("rafdb", t.overrides, row=t.row, value=0.8), "data.crop_padding": -1}
-               for t in spec.trials("rafdb", {})]
-    out = experiment(tmp_path, "modules", "rafdb", records)
-    written = render_experiment(out)
-    table = pd.read_csv(written["csv"])
-    assert len(table) == len(records) and (table["pending"] == 0).all()  # one seed: a row per trial
-    assert (table["accuracy.n"] == 1).all()
-    assert table["paper.accuracy_pct"].notna().sum() == 18  # the paper's numbers still match
-    assert "pending" not in written["md"].read_text()
-
-
 def test_tune_table_notes_carry_optuna_parameter_importance(tmp_path):
     # The metric follows pam.alpha and ignores train.lr: alpha must rank first.
     records = [record("synthetic", {"pam.alpha": a, "train.lr": lr}, row=-1, value=0.5 + a / 100)
@@ -411,11 +403,11 @@ def modules_experiment(tmp_path, monkeypatch):
         records.append(record("synthetic", t.overrides, row=t.row, seed=seed, value=0.6 + t.row / 100 + (t.row + 1) * seed / 300,
                               extra={**SIZES, **per_class, **history, "trial_dir": f"modules-row{t.row}-s{seed}"}))
     storage = tmp_path / "exp" / "ray" / "exp"
-    out = experiment(tmp_path, "modules", "synthetic", records, seeds=3, overrides=sets, runs=RUNS, experiment_path=storage)
+    out = experiment(tmp_path, "modules", "synthetic", records, seeds=3, overrides=sets, experiment_path=storage)
     root = synthetic.ensure(0, 0.02, progress=False)
     listing = read_listing("affectnet", "train", root)
     lines = ["path,source,label,clean"] + [f"{path},aux,{CLASSES[label]},{i % 2}"
-                                           for i, (path, label) in enumerate(zip(listing.paths, listing.labels, strict=False))]
+                                           for i, (path, label) in enumerate(zip(listing.paths, listing.labels, strict=True))]
     for r in records:
         (storage / r["trial_dir"]).mkdir(parents=True)
         (storage / r["trial_dir"] / "selection.csv").write_text("\n".join(lines) + "\n")
@@ -475,7 +467,7 @@ def test_paper_suite_renders_one_report_page_with_a_part_per_table(tmp_path):
     suite = paper_suite("synthetic")
     records = [{**record("synthetic", t.overrides, row=-1, value=0.7 + len(t.feeds) / 100, extra=SIZES),
                 "feeds": feeds_text(t.feeds), "trial_dir": f"trial-{i}"} for i, t in enumerate(suite.trials("synthetic"))]
-    out = experiment(tmp_path, None, "synthetic", records, runs=RUNS)
+    out = experiment(tmp_path, None, "synthetic", records)
     (out / "spec.yaml").write_text(suite.text())
     written = render_experiment(out)
     page = written["html"].read_text()
@@ -491,11 +483,14 @@ def test_paper_suite_renders_one_report_page_with_a_part_per_table(tmp_path):
     assert "table_3: " in page and page.count("<tr><td>trial-") == len(records)
 
 
-def test_an_experiment_without_experiment_json_does_not_claim_it_had_no_overrides(tmp_path):
+def test_an_experiment_without_experiment_json_says_what_was_not_recorded(tmp_path):
+    # Rendered from results.parquet alone (trials without sizes): no claim of "no --set", no code or date.
     out = experiment(tmp_path, "experts", "synthetic", all_trials("experts", "synthetic", lambda r, s: 0.5))
     (out / "experiment.json").unlink()
     first = render_experiment(out)["md"].read_text().splitlines()[0]
+    assert first.startswith("Provenance: target synthetic (sizes not recorded); ")
     assert "; --set not recorded; " in first and "no --set" not in first
+    assert first.endswith("; code not recorded; date not recorded.")
 
 
 def test_importance_of_a_sweep_whose_best_tenth_ties_with_the_worst_says_why_there_is_none(tmp_path):

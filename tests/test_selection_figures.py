@@ -107,6 +107,6 @@ def test_relabelling_plot_carries_the_provenance_footer(tmp_path, monkeypatch):
     (panel,) = [ax for ax in fig.axes if ax.get_visible()]
     assert panel.get_title().endswith("(n=2)")
     lines = {line.get_label(): line for line in panel.get_lines()}
-    assert set(lines) == {*relabel.SERIES.values(), "aux noise rate"}
+    assert set(lines) == {*relabel.RELABEL_CURVES.values(), "aux noise rate"}
     assert list(lines["aux noise rate"].get_ydata()) == [pytest.approx(0.3)] * 2
     assert list(lines["aux share relabelled"].get_ydata()) == pytest.approx([0.0, 0.1, 0.2])

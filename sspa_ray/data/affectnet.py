@@ -30,7 +30,7 @@ OFFICIAL_SIZES = {"train": 283_901, "val": 3_500}
 LIST_DIR = Path("Manually_Annotated_file_lists")
 IMAGE_DIR = Path("Manually_Annotated_Images")
 CSV_FILES = {"train": LIST_DIR / "training.csv", "val": LIST_DIR / "validation.csv"}
-COLUMNS = (
+ANNOTATION_COLUMNS = (
     "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
     "facial_landmarks", "expression", "valence", "arousal",
 )
@@ -50,7 +50,7 @@ def _looks_like_data(row: list[str]) -> bool:
         [_int(cell) for cell in row[1:5]]
     except ValueError:
         return False
-    return len(row) >= len(COLUMNS)
+    return len(row) >= len(ANNOTATION_COLUMNS)
 
 
 def _columns(first_row: list[str], csv_path: Path) -> tuple[dict[str, int], bool]:
@@ -61,10 +61,10 @@ def _columns(first_row: list[str], csv_path: Path) -> tuple[dict[str, int], bool
     """
     names = [cell.strip() for cell in first_row]  # tolerates "a, b, c" headers
     if "subDirectory_filePath" not in names and _looks_like_data(first_row):
-        return {name: i for i, name in enumerate(COLUMNS)}, False
+        return {name: i for i, name in enumerate(ANNOTATION_COLUMNS)}, False
     for name in REQUIRED:
         if name not in names:
-            raise DataError(f"{csv_path}:1: missing column '{name}' in the header; expected {', '.join(COLUMNS)}")
+            raise DataError(f"{csv_path}:1: missing column '{name}' in the header; expected {', '.join(ANNOTATION_COLUMNS)}")
     return {name: names.index(name) for name in REQUIRED}, True
 
 

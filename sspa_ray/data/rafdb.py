@@ -24,7 +24,7 @@ SPLITS = ("train", "test")
 OFFICIAL_SIZES = {"train": 12_271, "test": 3_068}
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"  # sic: the official file name is misspelt
 IMAGE_DIR = Path("Image") / "aligned"
-_NAME = re.compile(r"^(train|test)_(\d+)\.jpg$")
+_IMAGE_NAME = re.compile(r"^(train|test)_(\d+)\.jpg$")
 
 
 def _level(dataset_dir: Path) -> Path:
@@ -51,7 +51,7 @@ def read(dataset_dir: Path, split: str) -> Listing:
             if not fields:
                 continue
             where = f"{label_file}:{number}"
-            match = _NAME.match(fields[0]) if len(fields) == 2 else None
+            match = _IMAGE_NAME.match(fields[0]) if len(fields) == 2 else None
             if match is None or not fields[1].isdigit() or int(fields[1]) not in RAFDB_CODES:
                 raise DataError(
                     f"{where}: malformed line {line.strip()!r}; expected '<train|test>_<number>.jpg <code 1-7>'"

@@ -22,7 +22,7 @@ import torch
 from sspa_ray.engine import _faults
 
 STATE, CHECKSUM = "state.pt", "state.pt.sha256"
-_NAME = re.compile(r"^epoch_(\d{4,})$")
+_EPOCH_DIR = re.compile(r"^epoch_(\d{4,})$")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -103,7 +103,7 @@ def load_checkpoint(path: Path) -> dict:
 def _epoch_dirs(root: Path) -> list[tuple[int, Path]]:
     if not Path(root).is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in Path(root).iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    found = [(int(m.group(1)), p) for p in Path(root).iterdir() if (m := _EPOCH_DIR.match(p.name)) and p.is_dir()]
     return sorted(found, reverse=True)
 
 

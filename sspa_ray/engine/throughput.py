@@ -120,7 +120,7 @@ def burst(cfg: Config) -> Throughput:
     })
     rng = np.random.default_rng(0)
     n = BURST_BATCHES * batch
-    data = JointData(_split(rng, n, size, "target"), _split(rng, n, size, "aux"), _split(rng, batch, size, "test"), None)
+    data = JointData(_random_split(rng, n, size, "target"), _random_split(rng, n, size, "aux"), _random_split(rng, batch, size, "test"), None)
     with tempfile.TemporaryDirectory(prefix="sspa-burst-") as run_dir:
         metrics = fit(run, run_dir, data=data, log=lambda _line: None)
     timed = [float(h["img_per_s"]) for h in metrics["history"][1 + WARMUP_EPOCHS:]]
@@ -133,7 +133,7 @@ def burst(cfg: Config) -> Throughput:
     return Throughput(median, how)
 
 
-def _split(rng: np.random.Generator, n: int, size: int, name: str) -> Split:
+def _random_split(rng: np.random.Generator, n: int, size: int, name: str) -> Split:
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     return Split(images, rng.integers(0, NUM_CLASSES, n).astype(np.int64), [f"{name}/{i}.png" for i in range(n)])
 

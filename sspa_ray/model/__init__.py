@@ -4,7 +4,9 @@
 images to a pooled feature vector f, followed by a head. The head is the joint-training method's
 (engine/methods/); by default it is SSPA-JT's MoE head (``modules.moe``, ``moe.experts``), whose
 forward returns per-expert logits of shape [k, B, C] and :func:`expert_probabilities` combines
-them into the test-time prediction.
+them into the test-time prediction. A backbone is one file here with a ``@register`` builder and
+its name in ``config.BACKBONES``; importing this package fails, naming the file to add, while a
+declared name has no builder (``registry.Registry.check``).
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sspa_ray.config import Config
+from sspa_ray.config import BACKBONES, Config
 from sspa_ray.labels import NUM_CLASSES
 from sspa_ray.model.moe import MoEHead, expert_probabilities, moe_head
+from sspa_ray.registry import Registry
 
-_BACKBONES: dict[str, Callable] = {}
+# model.backbone -> its builder, for the names config.BACKBONES declares (registry.py checks both ways).
+_BUILDERS: Registry[Callable] = Registry(
+    "model.backbone", BACKBONES, "BACKBONES",
+    add="sspa_ray/model/{name}.py with a @register('{name}') builder, imported at the end of sspa_ray/model/__init__.py")
 
 
 def register(name: str):
     """Decorator: ``@register("small")`` on a builder ``(cfg) -> (backbone, feature_dim)``."""
 
     def wrap(builder):
-        _BACKBONES[name] = builder
-        return builder
+        return _BUILDERS.register(name, builder)
 
     return wrap
 
@@ -44,10 +49,7 @@ class Classifier(nn.Module):
 
 def build_backbone(cfg: Config) -> tuple[nn.Module, int]:
     """The backbone of ``model.backbone`` (with ``model.pretrained`` loaded) and its feature size."""
-    # Importing the backbone modules fills the registry.
-    from sspa_ray.model import arm, resnet, small  # noqa: F401
-
-    return _BACKBONES[cfg.model.backbone](cfg)
+    return _BUILDERS[cfg.model.backbone](cfg)
 
 
 def build_model(cfg: Config, head: Callable[[int, int], nn.Module] | None = None) -> Classifier:
@@ -56,5 +58,10 @@ def build_model(cfg: Config, head: Callable[[int, int], nn.Module] | None = None
     make_head = head or (lambda d, c: moe_head(cfg, d, c))
     return Classifier(backbone, make_head(dim, NUM_CLASSES))
 
+
+# Importing the backbone files fills the registry; they import `register` from here, so they come last.
+from sspa_ray.model import arm, resnet, small  # noqa: E402, F401
+
+_BUILDERS.check()
 
 __all__ = ["Classifier", "MoEHead", "build_backbone", "build_model", "expert_probabilities", "moe_head", "register"]

@@ -11,7 +11,6 @@ import os
 import pickle
 
 import torch
-import torchvision
 from torch import nn
 
 from sspa_ray.config import Config
@@ -29,6 +28,11 @@ _SEQUENTIAL_ANCHOR = "4.0.conv1.weight"
 
 def resnet18_trunk() -> nn.Module:
     """ResNet-18 with ``fc`` replaced by the identity: images -> 512-d pooled features."""
+    # Imported here, not at the top: importing sspa_ray.model imports every backbone file (to check its
+    # registry), and torchvision's 1.7 s (measured on the shared 2-core machine) would then land on every
+    # process that imports the engine, the driver of `sspa-ray ablate` included, ResNet or not.
+    import torchvision
+
     net = torchvision.models.resnet18(weights=None)
     net.fc = nn.Identity()
     return net

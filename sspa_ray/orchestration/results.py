@@ -50,11 +50,12 @@ from sspa_ray.outputs import (
 )
 
 EXTRA = (*SELECTION_FIGURES, *RELABEL_FIGURES, *DCJT_FIGURES)
-# Per-epoch series of SSM's selection and SCN's relabelling, one list per trial, for their plots.
-SERIES = ("clean_share", "selection_precision", "selection_recall", *RELABEL_FIGURES)
-COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
+# The figures kept per epoch as one list per trial, the history.* columns: SSM's selection and SCN's
+# relabelling, for their plots.
+HISTORY_SERIES = ("clean_share", "selection_precision", "selection_recall", *RELABEL_FIGURES)
+RESULT_COLUMNS = (*KEYS, "trial_id", "status", "error", "epochs_done", *METRICS,
            *(f"best.{m}" for m in METRICS), "best.epoch", *EXTRA, "row", "feeds", *(f"recall.{c}" for c in CLASSES),
-           *(f"kept.{c}" for c in CLASSES), *(f"history.{s}" for s in SERIES), *SIZE_COLUMNS, "trial_dir")
+           *(f"kept.{c}" for c in CLASSES), *(f"history.{s}" for s in HISTORY_SERIES), *SIZE_COLUMNS, "trial_dir")
 
 
 def trial_status(tune_status: str, last_result: Mapping[str, Any], planned_epochs: int) -> Status:
@@ -95,7 +96,7 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
         record.update(per_class(metrics))
         record.update(data_sizes(metrics, _trial_file(plan, trial, SELECTION_FILE)))
     record["trial_dir"] = Path(trial.path).name
-    for name in SERIES:
+    for name in HISTORY_SERIES:
         column = epochs[name] if name in epochs else pd.Series(dtype=float)
         record[f"history.{name}"] = [_number(v) for v in column]
     if len(epochs) and BEST_BY in epochs and epochs[BEST_BY].notna().any():
@@ -116,7 +117,7 @@ def collect(plan: ExperimentPlan) -> pd.DataFrame:
     analysis = ExperimentAnalysis(path, storage_filesystem=filesystem)
     histories = analysis.trial_dataframes
     rows = [trial_row(plan, t, histories.get(t.trial_id)) for t in analysis.trials]
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     # Trial ids end in their creation index, so this is the order of the grid / the ablation rows.
     return frame.sort_values(["row", "trial_id"], kind="stable").reset_index(drop=True)
 

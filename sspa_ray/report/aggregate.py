@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sspa_ray.config import CROP_PADDING, EXECUTION_KEYS, KEYS, coerce
-from sspa_ray.defaults import crop_padding
+from sspa_ray.config import EXECUTION_KEYS, KEYS, coerce
 from sspa_ray.errors import ConfigError, RunDirError
 from sspa_ray.outputs import METRICS, RESULTS_FILE, Status
 
@@ -79,11 +78,7 @@ def read_results(exp_dir: Path) -> pd.DataFrame:
     path = Path(exp_dir) / RESULTS_FILE
     if not path.is_file():
         raise RunDirError(f"{exp_dir}: no {RESULTS_FILE} here; give the --out folder of a tune or ablate run")
-    results = pd.read_parquet(path)
-    if {CROP_PADDING, "data.image_size"} <= set(results.columns):
-        # Results of an earlier version hold -1 (derived) there; make_config now gives the pixels.
-        results[CROP_PADDING] = [crop_padding(row) for row in results[[CROP_PADDING, "data.image_size"]].to_dict("records")]
-    return results
+    return pd.read_parquet(path)
 
 
 def configuration_keys(results: pd.DataFrame) -> list[str]:
@@ -92,7 +87,7 @@ def configuration_keys(results: pd.DataFrame) -> list[str]:
     return present or [k for k in KEYS if k not in NOT_A_CONFIGURATION]
 
 
-def normalize(key: str, value: Any) -> Any:
+def config_value(key: str, value: Any) -> Any:
     """A parquet cell as the config value it stands for (numpy scalars, NaN for None, ...)."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -104,7 +99,7 @@ def normalize(key: str, value: Any) -> Any:
         return value
 
 
-def identity(row: int, config: Mapping[str, Any], keys: Sequence[str]) -> str:
+def group_identity(row: int, config: Mapping[str, Any], keys: Sequence[str]) -> str:
     return json.dumps([row, [[k, config.get(k)] for k in keys]], default=str)
 
 
@@ -138,25 +133,25 @@ def aggregate(
     groups: dict[str, Group] = {}
     waiting: dict[str, int] = {}
     for row, config in expected:
-        config = {k: normalize(k, config.get(k)) for k in keys}
-        ident = identity(row, config, keys)
+        config = {k: config_value(k, config.get(k)) for k in keys}
+        ident = group_identity(row, config, keys)
         groups.setdefault(ident, Group(row=row, config=config))
         waiting[ident] = waiting.get(ident, 0) + 1
 
     for record in results.to_dict("records"):
         row = int(record["row"]) if finite_number(record.get("row")) is not None else -1
-        config = {k: normalize(k, record.get(k)) for k in keys}
-        ident = identity(row, config, keys)
+        config = {k: config_value(k, record.get(k)) for k in keys}
+        ident = group_identity(row, config, keys)
         group = groups.setdefault(ident, Group(row=row, config=config))
         status = str(record.get("status") or Status.PENDING)
         group.statuses[status] = group.statuses.get(status, 0) + 1
         if status in (Status.ERRORED, Status.DIVERGED) and record.get("error"):
             seed = record.get("train.seed")
             first_line = str(record["error"]).strip().splitlines()[0][:200] if str(record["error"]).strip() else ""
-            group.errors.append(f"seed {normalize('train.seed', seed)}: {status}: {first_line}")
+            group.errors.append(f"seed {config_value('train.seed', seed)}: {status}: {first_line}")
         if status not in counted:
             continue
-        seed = normalize("train.seed", record.get("train.seed"))
+        seed = config_value("train.seed", record.get("train.seed"))
         for metric in metrics:
             value = finite_number(record.get(prefix + metric))
             if value is not None:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from sspa_ray.config import KEYS
 from sspa_ray.outputs import Status, Verdict
-from sspa_ray.report.aggregate import normalize
+from sspa_ray.report.aggregate import config_value
 from sspa_ray.report.provenance import Provenance
 from sspa_ray.report.significance import SIGNIFICANCE_LEVEL, paired_p
 from sspa_ray.report.table_builders import paper_differences
@@ -122,7 +122,7 @@ def _completed(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _combo(spec: AblationSpec, target: str, record: Mapping[str, Any]) -> tuple:
-    return tuple((key, normalize(key, record.get(key))) for key in spec.active_across(target))
+    return tuple((key, config_value(key, record.get(key))) for key in spec.active_across(target))
 
 
 def seed_values(results: pd.DataFrame, spec: AblationSpec, target: str, metric: str,
@@ -144,7 +144,7 @@ def row_configs(results: pd.DataFrame, spec: AblationSpec, target: str) -> dict[
     out: dict[tuple, dict[str, Any]] = {}
     for record in _completed(results).to_dict("records"):
         key = (_combo(spec, target, record), int(record["row"]))
-        out.setdefault(key, {k: normalize(k, record[k]) for k in KEYS if k in record})
+        out.setdefault(key, {k: config_value(k, record[k]) for k in KEYS if k in record})
     return out
 
 
@@ -207,7 +207,7 @@ def _paper_differs(spec: AblationSpec, target: str, claim: Claim, combo: tuple,
     return f"these rows ran another configuration than the paper's: {shown}" if shown else ""
 
 
-def _stat(values: Values) -> tuple[float | None, float | None, int]:
+def _mean_std_n(values: Values) -> tuple[float | None, float | None, int]:
     numbers = list(values.values())
     mean = float(np.mean(numbers)) if numbers else None
     std = float(np.std(numbers, ddof=1)) if len(numbers) >= 2 else None
@@ -215,7 +215,7 @@ def _stat(values: Values) -> tuple[float | None, float | None, int]:
 
 
 def _cell(values: Values) -> str:
-    mean, std, n = _stat(values)
+    mean, std, n = _mean_std_n(values)
     if mean is None:
         return "no value"
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + f" (n={n})"
@@ -281,7 +281,7 @@ def verdict_summary(verdicts: list[ClaimResult]) -> str:
         kinds = [k for k in Verdict if k.is_tested == tested]
         counts = [sum(v.verdict is k for v in verdicts) for k in kinds]
         if sum(counts) or tested:
-            parts.append(f"{what}: " + ", ".join(f"{n} {k.summary_word}" for k, n in zip(kinds, counts, strict=False)) + ".")
+            parts.append(f"{what}: " + ", ".join(f"{n} {k.summary_word}" for k, n in zip(kinds, counts, strict=True)) + ".")
     return " ".join(parts)
 
 
@@ -310,7 +310,7 @@ def render_markdown(spec: AblationSpec, verdicts: list[ClaimResult], row_name, p
     view = claims_view(verdicts, row_name)
     head = view.head
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * (len(head) - 4) + [":--", ":--", "--:", ":-:"]) + "|"]
-    for tested, cells in zip(view.tested, view.rows, strict=False):
+    for tested, cells in zip(view.tested, view.rows, strict=True):
         verdict = f"**{cells[-1]}**" if tested else cells[-1]
         lines.append("| " + " | ".join([*cells[:-1], verdict]) + " |")
     lines += ["", view.summary] + [f"- {note}" for note in view.notes] + [""]
@@ -322,8 +322,8 @@ def render_csv(verdicts: list[ClaimResult], row_name) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for v in verdicts:
-        b_mean, b_std, b_n = _stat(v.better)
-        r_mean, r_std, r_n = _stat(v.rival_values)
+        b_mean, b_std, b_n = _mean_std_n(v.better)
+        r_mean, r_std, r_n = _mean_std_n(v.rival_values)
         p = v.comparison.p if v.comparison else None
         writer.writerow([v.claim.text, v.claim.section, v.metric, _combo_text(v.combo), row_name(v.claim.better),
                          row_name(v.rival) if v.rival is not None else "", v.paper, v.paper_differs,

@@ -64,7 +64,7 @@ def _claims(view: ClaimsView) -> str:
     out = ["<table><caption>The paper's claims</caption><thead><tr>"]
     out += [f"<th>{html.escape(h)}</th>" for h in view.head]
     out.append("</tr></thead><tbody>")
-    for tested, cells in zip(view.tested, view.rows, strict=False):
+    for tested, cells in zip(view.tested, view.rows, strict=True):
         verdict = (f"<strong>{html.escape(cells[-1])}</strong>" if tested
                    else f'<span class="untested">{html.escape(cells[-1])}</span>')
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells[:-1]) + f"<td>{verdict}</td></tr>")

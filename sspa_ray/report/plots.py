@@ -35,7 +35,7 @@ from sspa_ray.report.table_model import KEY_TITLES, METRIC_TITLES, RECALL_COLUMN
 from sspa_ray.specs.ablation import AblationSpec
 from sspa_ray.specs.layout import Layout
 
-FORMATS = ("png", "pdf")
+FIGURE_FORMATS = ("png", "pdf")
 # The narrowest colour range of a heat map, in percentage points.
 MIN_COLOUR_SPAN = 10.0
 # Tables whose rows are SSPA-JT and direct merging over the same aux shares (--preset paper).
@@ -51,20 +51,20 @@ def _block_name(spec: AblationSpec, block: list[Group]) -> str:
     return ", ".join(f"{KEY_TITLES.get(k, k)} {format_value(k, block[0].config.get(k))}" for k in spec.across) or "ours"
 
 
-def _stat(group: Group, metric: str):
+def _group_stat(group: Group, metric: str):
     return group.stats[metric] if metric in group.stats else group.extra.get(metric)
 
 
 def _mean(group: Group, metric: str) -> float:
     """The mean in percent; NaN without a value."""
-    stat = _stat(group, metric)
+    stat = _group_stat(group, metric)
     return stat.mean * 100 if stat is not None and stat.n else np.nan
 
 
 def mean_and_bar(group: Group, metric: str) -> tuple[float, float, float]:
     """The mean and its error bar below and above it, in percent, as the table's cell gives them:
     the CI of the mean from CI_MIN_N seeds on, ± the std with two, NaN (no bar) with one."""
-    stat = _stat(group, metric)
+    stat = _group_stat(group, metric)
     if stat is None or not stat.n:
         return np.nan, np.nan, np.nan
     mean = stat.mean * 100
@@ -85,7 +85,7 @@ def _bars(groups: list[Group], metric: str) -> tuple[np.ndarray, np.ndarray | No
 
 def error_bar_title(groups: list[Group], metrics) -> str:
     """What the error bars are, for the legend's title: the tables' intervals, by the seeds there are."""
-    ns = {_stat(g, m).n for g in groups for m in metrics if _stat(g, m) is not None}
+    ns = {_group_stat(g, m).n for g in groups for m in metrics if _group_stat(g, m) is not None}
     parts = []
     if any(n >= CI_MIN_N for n in ns):
         parts.append(f"{CONFIDENCE:.0%} CI of the mean (n ≥ {CI_MIN_N})")
@@ -100,7 +100,7 @@ def _legend(ax, **kwargs) -> None:
     legend.get_title().set_fontsize(7)
 
 
-def save_figure(fig: Figure, path: Path, footer: str, *, formats=FORMATS, dpi: int = 120) -> Path:
+def save_figure(fig: Figure, path: Path, footer: str, *, formats=FIGURE_FORMATS, dpi: int = 120) -> Path:
     """Write `path` (PNG) and the same figure in the other `formats` beside it, with `footer` (the
     provenance line) under the axes; return the PNG."""
     fig.tight_layout()
@@ -129,7 +129,7 @@ def heatmap(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: str,
     axes = np.atleast_2d(fig.subplots(len(metrics), len(blocks), squeeze=False))
     for i, metric in enumerate(metrics):
         label = METRIC_TITLES.get(metric, metric) + suffix
-        for ax, block in zip(axes[i], blocks, strict=False):
+        for ax, block in zip(axes[i], blocks, strict=True):
             rows = list(dict.fromkeys(g.config[row_key] for g in block))
             cols = list(dict.fromkeys(g.config[col_key] for g in block))
             grid = np.full((len(rows), len(cols)), np.nan)
@@ -166,7 +166,7 @@ def against_key(spec: AblationSpec, groups: list[Group], key: str, path: Path, *
     metrics = spec.metrics
     fig = Figure(figsize=(6.5, 3.0 * len(metrics)))
     axes = np.atleast_1d(fig.subplots(len(metrics), 1, squeeze=False)[:, 0])
-    for ax, metric in zip(axes, metrics, strict=False):
+    for ax, metric in zip(axes, metrics, strict=True):
         for block in split_blocks(groups, spec.across):
             block = sorted(block, key=lambda g: g.config[key])
             x = np.array([g.config[key] * scale for g in block], dtype=float)
@@ -193,9 +193,9 @@ def overlay_ratio(tables: dict[str, tuple[AblationSpec, list[Group]]], path: Pat
     metrics = [m for m in first_spec.metrics if all(m in spec.metrics for spec, _ in tables.values())]
     fig = Figure(figsize=(6.5, 3.0 * len(metrics)))
     axes = np.atleast_1d(fig.subplots(len(metrics), 1, squeeze=False)[:, 0])
-    styles = dict(zip(tables, ("-", "--"), strict=False))
+    styles = dict(zip(tables, ("-", "--"), strict=True))
     colours: dict[str, str] = {}
-    for ax, metric in zip(axes, metrics, strict=False):
+    for ax, metric in zip(axes, metrics, strict=True):
         xs = []
         for name, (spec, groups) in tables.items():
             for block in split_blocks(groups, spec.across):
@@ -221,7 +221,7 @@ def module_bars(spec: AblationSpec, groups: list[Group], path: Path, *, suffix: 
     fig = Figure(figsize=(7.5, 3.0 * len(blocks)))
     axes = np.atleast_1d(fig.subplots(len(blocks), 1, squeeze=False)[:, 0])
     width = 0.8 / len(spec.metrics)
-    for ax, block in zip(axes, blocks, strict=False):
+    for ax, block in zip(axes, blocks, strict=True):
         x = np.arange(len(block))
         for j, metric in enumerate(spec.metrics):
             y, err = _bars(block, metric)
@@ -240,7 +240,7 @@ def per_class_recall(spec: AblationSpec, groups: list[Group], path: Path, *, foo
     blocks = split_blocks(groups, spec.across)
     fig = Figure(figsize=(7.0, 0.45 * max(len(b) for b in blocks) * len(blocks) + 1.5))
     axes = np.atleast_1d(fig.subplots(len(blocks), 1, squeeze=False)[:, 0])
-    for ax, block in zip(axes, blocks, strict=False):
+    for ax, block in zip(axes, blocks, strict=True):
         grid = np.array([[_mean(g, column) for column in RECALL_COLUMNS] for g in block])
         cmap = matplotlib.colormaps["magma"].with_extremes(bad="lightgrey")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto")

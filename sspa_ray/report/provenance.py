@@ -12,7 +12,6 @@ one, so provenance.json beside it holds the same record.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -23,7 +22,6 @@ from typing import Any
 import pandas as pd
 
 from sspa_ray.outputs import PROVENANCE_FILE, SIZE_COLUMNS, Status
-from sspa_ray.version import code_version
 
 TARGET_SIZE, AUX_SIZE, TEST_SIZE = SIZE_COLUMNS
 
@@ -75,7 +73,7 @@ def _distinct(frame: pd.DataFrame, column: str) -> list:
     return sorted(values, key=lambda v: (str(type(v)), v))
 
 
-def _count(frame: pd.DataFrame, column: str) -> str | None:
+def _range_text(frame: pd.DataFrame, column: str) -> str | None:
     """'2000' or '400-2000' over the trials of `frame`; None when no trial recorded it."""
     values = [int(v) for v in _distinct(frame, column) if isinstance(v, (int, float)) and math.isfinite(v)]
     if not values:
@@ -84,7 +82,7 @@ def _count(frame: pd.DataFrame, column: str) -> str | None:
 
 
 def _target_text(target: str, done: pd.DataFrame) -> str:
-    train, test = _count(done, TARGET_SIZE), _count(done, TEST_SIZE)
+    train, test = _range_text(done, TARGET_SIZE), _range_text(done, TEST_SIZE)
     if train is None and test is None:
         return f"target {target} (sizes not recorded)"
     return f"target {target} ({train or '?'} train, {test or '?'} test images)"
@@ -99,17 +97,19 @@ def _aux_text(results: pd.DataFrame, done: pd.DataFrame) -> str:
         return "no aux set"
     ratios = [f"{r:g}" for r in _distinct(results, "data.aux_ratio")]
     share = f"data.aux_ratio {ratios[0]}" if len(ratios) == 1 else f"data.aux_ratio {', '.join(ratios)} by row"
-    images = _count(done[done.index.isin(with_aux.index)], AUX_SIZE)
+    images = _range_text(done[done.index.isin(with_aux.index)], AUX_SIZE)
     return f"aux {', '.join(map(str, names))} ({images + ' train images, ' if images else ''}{share})"
 
 
 def _overrides_text(experiment: Mapping[str, Any]) -> str:
     if "overrides" not in experiment:  # no experiment.json: nothing says what was set
         return "--set not recorded"
-    return " ".join(f"--set {k}={_value(v)}" for k, v in experiment["overrides"].items()) or "no --set"
+    return " ".join(f"--set {k}={_exact_text(v)}" for k, v in experiment["overrides"].items()) or "no --set"
 
 
-def _value(value: Any) -> str:
+def _exact_text(value: Any) -> str:
+    """An override as it was given back to --set, to the last digit (config.value_text rounds floats to
+    six significant digits for names and cells)."""
     return str(value).lower() if isinstance(value, bool) or value is None else str(value)
 
 
@@ -126,7 +126,7 @@ def _seeds_text(results: pd.DataFrame, experiment: Mapping[str, Any]) -> str:
 
 
 def _schedule_text(results: pd.DataFrame) -> str:
-    pairs = sorted({(int(e), int(s)) for e, s in zip(results.get("train.epochs", ()), results.get("train.selection_epochs", ()), strict=False)})
+    pairs = sorted({(int(e), int(s)) for e, s in zip(results.get("train.epochs", ()), results.get("train.selection_epochs", ()), strict=True)})
     if not pairs:
         return "schedule not recorded"
     if len(pairs) == 1:
@@ -136,12 +136,11 @@ def _schedule_text(results: pd.DataFrame) -> str:
 
 
 def _code_and_date(runs: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    """The code and dates of the experiment's runs (experiment.json ``runs``); for an experiment
-    of an earlier version, which recorded none, the code and date of this rendering, said so."""
+    """The code and dates of the experiment's runs (experiment.json ``runs``, which every start
+    and resume extends); rendered from results.parquet alone, without experiment.json, neither is known."""
     runs = list(runs)
     if not runs:
-        today = _dt.datetime.now(_dt.timezone.utc).date().isoformat()
-        return {"code": f"{code_version()} (rendering; the run's code was not recorded)", "date": f"rendered {today}"}
+        return {"code": "code not recorded", "date": "date not recorded"}
     codes = list(dict.fromkeys(str(r.get("code")) for r in runs))
     days = list(dict.fromkeys(str(r.get("date", ""))[:10] for r in runs))
     date = f"run {days[0]}" + (f", resumed {days[-1]}" if len(days) > 1 else "")

@@ -20,7 +20,8 @@ from sspa_ray.outputs import RELABEL_PLOT, Status
 from sspa_ray.report.plots import math_text, save_figure
 from sspa_ray.specs.ablation import AblationSpec
 
-SERIES = {"history.relabelled_share": "aux share relabelled", "history.relabel_precision": "relabels that are right",
+# The history columns of SCN's relabelling -> the label of its curve in relabel.png.
+RELABEL_CURVES = {"history.relabelled_share": "aux share relabelled", "history.relabel_precision": "relabels that are right",
           "history.low_importance_noise": "noise rate of the low-importance groups"}
 
 
@@ -40,9 +41,9 @@ def plot_relabelling(spec: AblationSpec, results: pd.DataFrame, exp_dir: Path, *
     groups = list(trials.groupby("row", sort=True))
     fig = Figure(figsize=(4.2 * len(groups), 3.3))
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)
-    for ax, (row, of_row) in zip(axes.flat, groups, strict=False):
+    for ax, (row, of_row) in zip(axes.flat, groups, strict=True):
         ax.set_title(f"{math_text(spec.row_name(int(row)))} (n={len(of_row)})", fontsize=8)
-        for column, name in SERIES.items():
+        for column, name in RELABEL_CURVES.items():
             series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for v in of_row[column]]
             length = min(len(s) for s in series)
             stacked = np.array([s[:length] for s in series])

@@ -14,7 +14,7 @@ from sspa_ray.config import KEYS
 from sspa_ray.defaults import make_config
 from sspa_ray.errors import RunDirError
 from sspa_ray.outputs import METRICS, PLAN_FILE, REPORT_STEM, SPEC_FILE, TABLE_BEST_STEM, TABLE_STEM, Kind, Status
-from sspa_ray.report.aggregate import NOT_A_CONFIGURATION, aggregate, normalize, read_results
+from sspa_ray.report.aggregate import NOT_A_CONFIGURATION, aggregate, config_value, read_results
 from sspa_ray.report.claims import check_claims, claims_view, write_claims
 from sspa_ray.report.html import Part, write_report
 from sspa_ray.report.plots import OVERLAY, overlay_ratio, plot_ablation
@@ -22,12 +22,12 @@ from sspa_ray.report.provenance import Provenance, provenance
 from sspa_ray.report.relabel import plot_relabelling
 from sspa_ray.report.selection import selection_figures
 from sspa_ray.report.table_builders import ablation_table, per_class_table, tune_table
-from sspa_ray.report.table_model import KEPT_COLUMNS, RECALL_COLUMNS, Table, format_value
+from sspa_ray.report.table_model import KEPT_COLUMNS, RECALL_COLUMNS, Table, format_value, labels_as_run, row_title
 from sspa_ray.report.table_render import to_csv, to_latex, to_markdown
 from sspa_ray.specs.ablation import AblationSpec, load_ablation
 from sspa_ray.specs.suite import Suite, is_suite, load_suite, parse_feeds
 
-FORMATS = {"md": "md", "csv": "csv", "tex": "tex", "latex": "tex", "parquet": "parquet"}
+TABLE_FORMATS = {"md": "md", "csv": "csv", "tex": "tex", "latex": "tex", "parquet": "parquet"}
 
 
 def _read_experiment(exp_dir: Path) -> dict[str, Any]:
@@ -83,9 +83,9 @@ def render_experiment(exp_dir: str | Path, formats: Iterable[str] = ("md", "csv"
     exp_dir = Path(exp_dir)
     if metric not in ("final", "best"):
         raise ValueError(f"metric must be 'final' or 'best', not {metric!r}")
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [f for f in formats if f not in TABLE_FORMATS]
     if unknown:
-        raise ValueError(f"unknown table format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+        raise ValueError(f"unknown table format {unknown[0]!r}; choose from {', '.join(TABLE_FORMATS)}")
     results = read_results(exp_dir)
     experiment = _read_experiment(exp_dir)
     target = experiment.get("target") or _first(results, "data.target") or "synthetic"
@@ -123,7 +123,7 @@ def _render_tune(exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any
     varied = [k for k in KEYS if k in results and k not in NOT_A_CONFIGURATION and results[k].astype(str).nunique() > 1]
 
     def describe(record: dict[str, Any]) -> str:
-        return ", ".join(f"{k}={format_value(k, normalize(k, record.get(k)))}" for k in varied) or "the configuration"
+        return ", ".join(f"{k}={format_value(k, config_value(k, record.get(k)))}" for k in varied) or "the configuration"
 
     written["html"] = _write_html(exp_dir, title, prov, [Part(exp_dir.name, table)], results, experiment, describe, best)
     return written
@@ -132,6 +132,7 @@ def _render_tune(exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any
 def _render_ablation(spec: AblationSpec, exp_dir: Path, results: pd.DataFrame, experiment: dict[str, Any],
                      target: str, formats: Iterable[str], best: bool) -> dict[str, Path]:
     """The preset's table, its plots and its claims' verdicts."""
+    spec = labels_as_run(spec, results)
     prov = provenance(results, experiment)
     part, written, _ = _ablation_outputs(spec, results, target, experiment, exp_dir, best, prov)
     written.update(_write_all(part.table, exp_dir, formats, best, spec.name, prov))
@@ -142,9 +143,8 @@ def _render_ablation(spec: AblationSpec, exp_dir: Path, results: pd.DataFrame, e
 
 def _row_text(spec: AblationSpec, target: str, record: dict[str, Any]) -> str:
     """A trial's row of the preset, with its `across` values: "SSM + D_T fixed, Backbone arm"."""
-    row = int(record.get("row", -1))
-    name = spec.row_name(row) if 0 <= row < len(spec.rows) else f"row {row}"
-    across = [f"{k}={format_value(k, normalize(k, record.get(k)))}" for k in spec.active_across(target)]
+    name = row_title(spec, int(record.get("row", -1)))
+    across = [f"{k}={format_value(k, config_value(k, record.get(k)))}" for k in spec.active_across(target)]
     return ", ".join([name, *across])
 
 
@@ -161,7 +161,7 @@ def _write_all(table: Table, out_dir: Path, formats: Iterable[str], best: bool, 
     """table.{md,csv,tex,parquet} (table_best.* with its own LaTeX label) and provenance.json."""
     stem = TABLE_BEST_STEM if best else TABLE_STEM
     written: dict[str, Path] = {"provenance": prov.write(out_dir)}
-    for fmt in dict.fromkeys(FORMATS[f] for f in formats):
+    for fmt in dict.fromkeys(TABLE_FORMATS[f] for f in formats):
         path = out_dir / f"{stem}.{fmt}"
         _write(table, fmt, path, label + ("_best" if best else ""), prov)
         written[fmt] = path
@@ -207,12 +207,14 @@ def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment
     tables: dict[str, Table] = {}
     parts: list[Part] = []
     groups_by_table = {}
+    rows_of = {name: table_rows(results, name) for name in suite.tables}
+    specs = {name: labels_as_run(spec, rows_of[name]) for name, spec in suite.tables.items()}
     suffix = " (best epoch)" if best else ""
-    for name, spec in suite.tables.items():
+    for name, spec in specs.items():
         folder = exp_dir / name
         folder.mkdir(exist_ok=True)
         (folder / SPEC_FILE).write_text(suite.texts[name], encoding="utf-8")
-        rows = table_rows(results, name)
+        rows = rows_of[name]
         prov = provenance(rows, experiment)
         part, files, groups = _ablation_outputs(spec, rows, target, experiment, folder, best, prov)
         for fmt, path in _write_all(part.table, folder, formats, best, spec.name, prov).items():
@@ -235,8 +237,8 @@ def _render_suite(suite: Suite, exp_dir: Path, results: pd.DataFrame, experiment
     written.update(_write_combined(tables, exp_dir, formats, best, summary, prov))
 
     def describe(record: dict[str, Any]) -> str:
-        return "; ".join(f"{name}: {suite.tables[name].row_name(row)}" for name, row in parse_feeds(record.get("feeds"))
-                         if name in suite.tables) or "no table"
+        return "; ".join(f"{name}: {specs[name].row_name(row)}" for name, row in parse_feeds(record.get("feeds"))
+                         if name in specs) or "no table"
 
     title = f"{experiment.get('name') or exp_dir.name}: the paper's tables on {target}"
     written["html"] = _write_html(exp_dir, title, prov, parts, results, experiment, describe, best, across)
@@ -248,7 +250,7 @@ def _write_combined(tables: dict[str, Table], exp_dir: Path, formats: Iterable[s
     stem = TABLE_BEST_STEM if best else TABLE_STEM
     label = "_best" if best else ""
     written: dict[str, Path] = {"provenance": prov.write(exp_dir)}
-    for fmt in dict.fromkeys(FORMATS[f] for f in formats):
+    for fmt in dict.fromkeys(TABLE_FORMATS[f] for f in formats):
         path = exp_dir / f"{stem}.{fmt}"
         if fmt == "md":
             text = f"{prov.markdown()}\n\n{summary}\n\n" + "\n".join(f"<!-- {name}/ -->\n{to_markdown(t)}"

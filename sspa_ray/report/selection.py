@@ -29,7 +29,8 @@ from sspa_ray.report.aggregate import finite_number
 from sspa_ray.report.plots import math_text, save_figure
 from sspa_ray.specs.ablation import AblationSpec
 
-SERIES = {"history.selection_precision": "precision", "history.selection_recall": "recall",
+# The history columns of SSM's selection -> the label of its curve in selection.png.
+SELECTION_CURVES = {"history.selection_precision": "precision", "history.selection_recall": "recall",
           "history.clean_share": "kept share"}
 
 
@@ -59,10 +60,11 @@ def selection_figure(spec: AblationSpec, trials: pd.DataFrame) -> Figure | None:
     rows = math.ceil(len(groups) / cols)
     fig = Figure(figsize=(3.4 * cols, 2.6 * rows + 0.4))
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    # The grid has a panel per group and may have spare ones (hidden below), so the panels run longer.
     for ax, (row, trials_of_row) in zip(axes.flat, groups, strict=False):
         ax.set_title(f"{math_text(spec.row_name(int(row)))} (n={len(trials_of_row)})", fontsize=8)
         if truth:
-            for column, name in SERIES.items():
+            for column, name in SELECTION_CURVES.items():
                 series = [np.asarray(v, dtype=float) for v in trials_of_row[column]]
                 length = min(len(s) for s in series)
                 mean = np.mean([s[:length] for s in series], axis=0)
@@ -113,14 +115,14 @@ def selection_gallery(selection_csv: Path, root: Path, *, dataset: str = "affect
               ("rejected as noisy", [r for r in aux if r["clean"] != "1"])]
     fig = Figure(figsize=(per_group * 1.25, 2 * 1.75 + 0.3))
     axes = fig.subplots(2, per_group, squeeze=False)
-    for (title, rows), line in zip(groups, axes, strict=False):
+    for (title, rows), line in zip(groups, axes, strict=True):
         picked = [rows[i] for i in np.sort(rng.permutation(len(rows))[:per_group])]
         for ax in line:
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
-        for ax, row in zip(line, picked, strict=False):
+        for ax, row in zip(line, picked, strict=False):  # a group may hold fewer faces than per_group panels
             i = where[row["path"]]
             ax.imshow(decode_face(listing.base / listing.paths[i], listing.box(i), size))
             text, colour = f"given: {row['label']}", "black"

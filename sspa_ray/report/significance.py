@@ -77,6 +77,6 @@ def p_against_baseline(stat, baseline) -> tuple[float | None, str]:
     """The p-value of `stat` against `baseline` and the test used: paired by seed where both rows
     ran the same seeds (each once), Welch's t-test otherwise."""
     if len(set(stat.seeds)) == stat.n and sorted(map(str, stat.seeds)) == sorted(map(str, baseline.seeds)):
-        by_seed = dict(zip(stat.seeds, stat.values, strict=False))
+        by_seed = dict(zip(stat.seeds, stat.values, strict=True))
         return paired_p([by_seed[s] for s in baseline.seeds], list(baseline.values)), "paired"
     return welch_p(stat.values, baseline.values), "welch"

@@ -13,7 +13,7 @@ import pandas as pd
 from sspa_ray.config import EXECUTION_KEYS
 from sspa_ray.errors import ConfigError
 from sspa_ray.outputs import BEST_BY, METRICS, Status
-from sspa_ray.report.aggregate import STATUSES, Group, normalize
+from sspa_ray.report.aggregate import STATUSES, Group, config_value
 from sspa_ray.report.importance import importance_note
 from sspa_ray.report.significance import (
     CI_MIN_N,
@@ -72,9 +72,9 @@ def _correct(cells: list[list[Cell]], p_values: list[list[float | None]]) -> lis
     flat = [p for row in p_values for p in row]
     adjusted = holm(flat)
     out, k = [], 0
-    for row_cells, row in zip(cells, p_values, strict=False):
+    for row_cells, row in zip(cells, p_values, strict=True):
         out.append(adjusted[k:k + len(row)])
-        for cell, p in zip(row_cells, out[-1], strict=False):
+        for cell, p in zip(row_cells, out[-1], strict=True):
             cell.star = significant(p)
         k += len(row)
     return out
@@ -134,9 +134,9 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
     adjusted = iter(_correct(all_cells, all_p))
     n_tests = sum(p is not None for ps in all_p for p in ps)
     raw = iter(all_p)
-    for block, (cells, _) in zip(blocks, per_block, strict=False):
+    for block, (cells, _) in zip(blocks, per_block, strict=True):
         block_starts.add(len(rows))
-        for group, metric_cells in zip(block, cells, strict=False):
+        for group, metric_cells in zip(block, cells, strict=True):
             ps, ps_raw = next(adjusted), next(raw)
             combo = {k: group.config.get(k) for k in across}
             ref = spec.reference.lookup(target, combo, group.row) if reference_metrics else None
@@ -161,7 +161,7 @@ def ablation_table(spec: AblationSpec, groups: list[Group], target: str, *, best
             record.update({f"paper.{m}_pct": (ref or {}).get(m) for m in reference_metrics})
             record.update(_status_record(group))
             records.append(record)
-            notes_errors += [f"{_where(across, combo)}{name}, {e}" for e in group.errors]
+            notes_errors += [f"{_across_prefix(across, combo)}{name}, {e}" for e in group.errors]
 
     baseline_name = row_title(spec, spec.baseline)
     notes = _metric_notes(best, len(blocks) > 1, groups, metrics, tests, n_tests, baseline_name)
@@ -192,16 +192,16 @@ def paper_differences(spec: AblationSpec, target: str, row: int, config: dict[st
         if key in NOT_COMPARED_WITH_PAPER or key not in config:
             continue
         ours = config.get(key)
-        if ours != normalize(key, value):
+        if ours != config_value(key, value):
             out.append(f"{key} {format_value(key, ours) or 'off'} (paper {format_value(key, value) or 'off'})")
     return ", ".join(out)
 
-def _where(across, combo) -> str:
+def _across_prefix(across, combo) -> str:
     return "".join(f"{KEY_TITLES.get(k, k)} {format_value(k, v)}, " for k, v in combo.items()) if across else ""
 
 def _metric_record(group: Group, metrics, cells, p_adjusted, p_raw=None) -> dict[str, Any]:
     record = {}
-    for j, (metric, cell, p) in enumerate(zip(metrics, cells, p_adjusted, strict=False)):
+    for j, (metric, cell, p) in enumerate(zip(metrics, cells, p_adjusted, strict=True)):
         stat = group.stats[metric]
         ci = mean_ci(stat.values)
         record[f"{metric}.mean_pct"] = pct(stat.mean) if stat.n else None
@@ -232,7 +232,7 @@ def _grid(spec: AblationSpec, block: list[Group], metric: str, best: bool) -> Ta
     col_values = list(dict.fromkeys(g.config.get(col_key) for g in block))
     by_cell = {(g.config.get(row_key), g.config.get(col_key)): g for g in block}
     shown = {k: (pct(g.stats[metric].mean) if g.stats[metric].n else None) for k, g in by_cell.items()}
-    marks = dict(zip(shown, rank_marks(list(shown.values())), strict=False))
+    marks = dict(zip(shown, rank_marks(list(shown.values())), strict=True))
     rows = []
     for rv in row_values:
         line = [Cell(format_value(row_key, rv))]
@@ -269,7 +269,7 @@ def tune_table(groups: list[Group], *, title: str, sort_metric: str, mode: str =
     if show_status:
         columns.append(Column("Status"))
     rows, records, errors = [], [], []
-    for group, metric_cells, ps in zip(groups, cells, p_values, strict=False):
+    for group, metric_cells, ps in zip(groups, cells, p_values, strict=True):
         line = [Cell(format_value(k, group.config.get(k))) for k in keys] + metric_cells
         if show_status:
             line.append(Cell(group.status_text()))

@@ -11,7 +11,7 @@ distinct value below the best.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -84,6 +84,27 @@ def format_value(key: str, value: Any) -> str:
 
 def row_title(spec: AblationSpec, row: int) -> str:
     return spec.row_name(row) if 0 <= row < len(spec.rows) else f"row {row}"
+
+
+# A preset labels its DCJT row for the relabelled aux list our annotator approximates; a run given
+# DCJT's published list (--set dcjt.aux_labels=PATH, a results.parquet column) is labelled for it.
+APPROXIMATED_LABELS, PUBLISHED_LABELS = "approx. labels", "published labels"
+
+
+def labels_as_run(spec: AblationSpec, results: pd.DataFrame) -> AblationSpec:
+    """`spec` with its row labels as `results` ran them: a DCJT row whose every trial read DCJT's
+    published list says "published labels" where the preset says "approx. labels"."""
+    if not {"row", "method.name", "dcjt.aux_labels"} <= set(results.columns):
+        return spec
+    labels = list(spec.labels)
+    for row, trials in results.groupby("row"):
+        index = int(row)
+        label = labels[index] if 0 <= index < len(labels) else None
+        listed = all(method == "dcjt" and isinstance(path, str) and path
+                     for method, path in zip(trials["method.name"], trials["dcjt.aux_labels"], strict=True))
+        if label and listed:
+            labels[index] = label.replace(APPROXIMATED_LABELS, PUBLISHED_LABELS)
+    return replace(spec, labels=labels)
 
 
 def pct(x: float) -> float:

@@ -98,7 +98,7 @@ def to_html(table: Table) -> str:
     for i, row in enumerate(table.rows):
         out.append('<tr class="block">' if i in table.block_starts and i else "<tr>")
         out += [f'<td class="{c.align}">{styled(cell, _visible(table, i, j))}</td>'
-                for j, (c, cell) in enumerate(zip(table.columns, row, strict=False))]
+                for j, (c, cell) in enumerate(zip(table.columns, row, strict=True))]
         out.append("</tr>")
     out.append("</tbody></table>")
     if table.notes:

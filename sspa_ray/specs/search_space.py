@@ -103,10 +103,10 @@ class SearchSpace:
         keys = [k for k in self.space if k not in overrides]
         candidates = [self.space[k].extremes() for k in keys]
         if math.prod(len(c) for c in candidates) <= _MAX_CHECKED_COMBINATIONS:
-            points = [dict(zip(keys, values, strict=False)) for values in itertools.product(*candidates)]
+            points = [dict(zip(keys, values, strict=True)) for values in itertools.product(*candidates)]
         else:
-            base = {k: c[0] for k, c in zip(keys, candidates, strict=False)}
-            points = [{**base, k: v} for k, c in zip(keys, candidates, strict=False) for v in c]
+            base = {k: c[0] for k, c in zip(keys, candidates, strict=True)}
+            points = [{**base, k: v} for k, c in zip(keys, candidates, strict=True) for v in c]
         configs = []
         for point in points or [{}]:
             try:

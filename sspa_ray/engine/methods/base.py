@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sspa_ray.config import Config
+from sspa_ray.config import METHODS, Config
 from sspa_ray.engine.epoch_plan import EpochPlan, shuffled_plan
 from sspa_ray.outputs import Stage
+from sspa_ray.registry import Registry
 
 
 class JointMethod(abc.ABC):
@@ -129,14 +130,13 @@ class JointMethod(abc.ABC):
         """Restore what state_dict() saved; a method without state has nothing to restore."""
 
 
-METHODS: dict[str, type[JointMethod]] = {}
+# method.name -> its class, for the names config.METHODS declares (registry.py checks both ways).
+METHOD_CLASSES: Registry[type[JointMethod]] = Registry(
+    "method.name", METHODS, "METHODS",
+    add="sspa_ray/engine/methods/{name}.py with a @register_method class whose name is '{name}', imported in "
+        "sspa_ray/engine/methods/__init__.py")
 
 
 def register_method(cls: type[JointMethod]) -> type[JointMethod]:
     """Class decorator: makes `cls` available as ``method.name=<cls.name>``."""
-    from sspa_ray.config import METHODS as NAMES
-
-    if cls.name not in NAMES:
-        raise ValueError(f"method {cls.name!r} is not in config.METHODS {NAMES}: add it there (the key's choices)")
-    METHODS[cls.name] = cls
-    return cls
+    return METHOD_CLASSES.register(cls.name, cls)
