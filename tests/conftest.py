@@ -34,6 +34,22 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture
+def own_local_ray():
+    """A local Ray of the test's own (2 CPUs), for the tests marked own_ray that run TorchTrainer trials.
+
+    Train V2's worker groups are placement groups. Once, a trial retried mid-fit left one CPU
+    reserved in the shared session's raylet (a bundle prepared, never committed nor returned),
+    and the next TorchTrainer test waited for it forever; a session of its own takes any such
+    leftover with it."""
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 def pytest_collection_modifyitems(items):
     # A test that replaces the session's Ray with one of its own runs after every test sharing it.
     items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)

@@ -2,8 +2,9 @@
 
 Most tests share the session's Ray started in this process (conftest's local_ray). The log,
 killed-driver and dashboard tests run the real `sspa-ray tune` console script in subprocesses, and
-the two-node test starts its own `ray.cluster_utils.Cluster` (marked own_ray: it runs after every
-test of the session, so the shared Ray is started once).
+the two-node test starts its own `ray.cluster_utils.Cluster`, and the TorchTrainer tests their own local
+Ray (conftest's own_local_ray); marked own_ray, they run after every test of the session, so the shared
+Ray is started once.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint_and_ends_as_if_it_never_
 
 
 @pytest.mark.slow  # two Train worker start-ups: about a minute on 2 cores
-def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoints(local_ray, tmp_path, monkeypatch,
+@pytest.mark.own_ray
+def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoints(own_local_ray, tmp_path, monkeypatch,
                                                                                    capsys):
     # The crash after epoch 2 comes with epoch 2's checkpoint cut in half: the retry falls back to
     # epoch 1's, says so on the terminal, and its log goes on after the first attempt's lines.
@@ -188,7 +190,8 @@ def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoi
 
 @pytest.mark.slow  # four Train worker start-ups, two at a time: minutes on 2 busy cores
 @pytest.mark.timeout(1200)
-def test_tune_with_asha_and_train_workers_ends_every_trial_completed_or_stopped(local_ray, tmp_path):
+@pytest.mark.own_ray
+def test_tune_with_asha_and_train_workers_ends_every_trial_completed_or_stopped(own_local_ray, tmp_path):
     # ASHA stops trials (at the latest at max_t) while their thread still sits in
     # TorchTrainer.fit(); a reused trial actor then failed reset_config and Tune marked the next
     # trial ERROR without retrying it. The real `sspa-ray tune` command, 4 trials of 1 worker. Its
