@@ -19,8 +19,13 @@ demo: $(STAMP)
 	RAY_DISABLE_USAGE_STATS=1 $(BIN)/sspa-ray ablate --target synthetic --out $(DEMO_OUT) \
 		$$(test -d $(DEMO_OUT) && echo --resume)
 
+# Two pytest-xdist workers: one worker keeps 2 cores about 55% busy, as the tests wait on Ray and on
+# the processes they start. --dist loadgroup keeps each module whose tests share module-scoped runs
+# on one worker (its pytestmark names the group); the other tests spread one by one.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q
+	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff (rules E, F, I, B, UP) over the code and tests; mypy over the engine, config.py, defaults.py and registry.py (pyproject.toml).
 lint: $(STAMP)

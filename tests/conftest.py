@@ -22,14 +22,23 @@ os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-@pytest.fixture(scope="session")
-def local_ray():
-    """The session's local Ray (2 CPUs, no dashboard), started by the first test that needs it and
-    shared by every module after it: each start and stop cost about 4.5 s here."""
+@pytest.fixture(scope="module")
+def local_ray(_session_ray):
+    """The session's local Ray (2 CPUs, no dashboard; each pytest-xdist worker is a session), started by
+    the first test that needs it and shared by every module after it: each start and stop cost about
+    4.5 s here. The tests marked own_ray replace it (they run after the others); a module after them
+    starts it again."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def _session_ray():
+    """Shuts the session's local Ray down at the end of the session."""
+    import ray
+
     yield
     ray.shutdown()
 

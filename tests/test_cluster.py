@@ -44,6 +44,10 @@ from sspa_ray.engine import fit
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.specs.search_space import load_search_space
 
+# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
+# module-scoped runs, so they stay together on one worker.
+pytestmark = pytest.mark.xdist_group("test_cluster")
+
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 RAY = str(Path(sys.executable).parent / "ray")
 NAME = "lossy"
@@ -128,7 +132,10 @@ class Clusters:
 @pytest.fixture(scope="module")
 def clusters(object_store):
     token = secrets.token_hex(32)  # the cluster's own token: ~/.ray stays untouched
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
+    # Without the loopback switch that an in-process local run of an earlier test leaves in
+    # os.environ (cluster.isolate_local_ray): with it `ray start --address` refuses to join.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))}
     env.update(object_store.env)
     env.update({"PATH": "/usr/bin:/bin", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
                 "RAY_DISABLE_USAGE_STATS": "1"})

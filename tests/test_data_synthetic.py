@@ -14,6 +14,10 @@ from sspa_ray.data import check_dataset, load_joint_data, load_split, read_listi
 from sspa_ray.defaults import make_config
 from sspa_ray.labels import CLASS_INDEX
 
+# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
+# module-scoped runs, so they stay together on one worker.
+pytestmark = pytest.mark.xdist_group("test_data_synthetic")
+
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):

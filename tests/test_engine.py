@@ -24,6 +24,10 @@ from sspa_ray.errors import ConfigError
 from sspa_ray.labels import CLASSES
 from sspa_ray.outputs import EPOCH_KEYS, EpochRecord
 
+# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
+# module-scoped runs, so they stay together on one worker.
+pytestmark = pytest.mark.xdist_group("test_engine")
+
 TESTS = Path(__file__).parent
 SIZE = 16
 

@@ -32,6 +32,10 @@ from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.specs.ablation import load_ablation
 from sspa_ray.tracking import GROUP_TAG
 
+# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
+# module-scoped runs, so they stay together on one worker.
+pytestmark = pytest.mark.xdist_group("test_monitoring")
+
 TINY = "fixed:\n  data.synthetic_scale: 0.1\n  train.epochs: 2\n  train.selection_epochs: 1\n"
 # Two rows that differ in one module, two seeds each: four trials, two configuration groups.
 ABLATION = "name: pamab\ntitle: PAM on and off\nlayout: modules\nrows:\n  - {modules.pam: false}\n  - {modules.pam: true}\nseeds: 2\n" + TINY

@@ -23,6 +23,10 @@ import pandas as pd
 import pytest
 from conftest import BUCKET, process_tree, still_running
 
+# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
+# module-scoped runs, so they stay together on one worker.
+pytestmark = pytest.mark.xdist_group("test_object_storage")
+
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 NAME = "store"
 SPACE = (f"name: {NAME}\nspace:\n  pam.alpha: {{grid: [1, 4]}}\nfixed:\n  data.synthetic_scale: 0.1\n"

@@ -12,6 +12,10 @@ from click.testing import CliRunner
 from sspa_ray.cli.main import cli
 from sspa_ray.data import synthetic
 
+# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
+# module-scoped runs, so they stay together on one worker.
+pytestmark = pytest.mark.xdist_group("test_train_cli")
+
 FAST = [
     "--set", "model.backbone=small", "--set", "data.image_size=16", "--set", "train.epochs=3",
     "--set", "train.selection_epochs=2", "--set", "data.aux_ratio=0.1", "--set", "train.batch_size=32",

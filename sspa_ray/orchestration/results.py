@@ -74,7 +74,16 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
     cfg, row = plan.trial_config(trial.config)
     last = dict(trial.last_result or {})
     status = trial_status(trial.status, last, cfg.train.epochs)
-    epochs = _epoch_history(history)
+    metrics: dict[str, Any] = {}
+    if status == Status.COMPLETED:
+        try:
+            metrics = json.loads(_trial_file(plan, trial, METRICS_FILE) or "{}")
+        except json.JSONDecodeError:
+            metrics = {}
+    # A completed trial's own history (metrics.json) is whole. Tune's can lack the report of the epoch a
+    # trial crashed after (seen under load: epoch 2 reported, checkpointed and resumed from, but absent
+    # from result.json), which would move the best epoch and leave a hole in the history.* lists.
+    epochs = _epoch_history(pd.DataFrame(metrics["history"]) if metrics.get("history") else history)
     record: dict[str, Any] = {**cfg.to_flat(), "trial_id": trial.trial_id, "status": status.value, "row": row,
                               "feeds": plan.trial_feeds(trial.config)}
     record["epochs_done"] = int(epochs["epoch"].max()) if len(epochs) else 0
@@ -89,10 +98,6 @@ def trial_row(plan: ExperimentPlan, trial, history: pd.DataFrame | None) -> dict
     for name in (*METRICS, *EXTRA):
         record[name] = _number(final.get(name))
     if status == Status.COMPLETED:
-        try:
-            metrics = json.loads(_trial_file(plan, trial, METRICS_FILE) or "{}")
-        except json.JSONDecodeError:
-            metrics = {}
         record.update(per_class(metrics))
         record.update(data_sizes(metrics, _trial_file(plan, trial, SELECTION_FILE)))
     record["trial_dir"] = Path(trial.path).name

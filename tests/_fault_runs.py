@@ -1,0 +1,53 @@
+"""What the fault tests share: the console script, a two-trial sweep of 4 epochs, its metrics, and an
+interrupt sent once the run is ready for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
+METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "best.accuracy", "best.epoch", "epochs_done"]
+SPACE = ("name: faults\nspace:\n  pam.alpha: {grid: [1, 4]}\nfixed:\n  data.synthetic_scale: 0.1\n"
+         "  train.epochs: 4\n  train.selection_epochs: 1\n  model.pretrained: none\n")
+
+
+def faults_space(tmp: Path) -> Path:
+    path = tmp / "space.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def tune(*argv, env=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([*SSPA, "tune", *map(str, argv)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def metrics(out: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(out / "results.parquet")
+    return frame.sort_values("pam.alpha")[["pam.alpha", "status", *METRICS]].reset_index(drop=True)
+
+
+def checkpoints(experiment: Path) -> list[Path]:
+    return sorted(experiment.glob("*/checkpoint_*/epoch_*"), key=lambda p: (p.parent.parent.name, p.name))
+
+
+
+def interrupt_when(driver: subprocess.Popen, ready, sig=signal.SIGINT, limit_s=300, group=True) -> None:
+    """Send `sig` once `ready()`: to the driver's process group (as a terminal's Ctrl-C does) or the driver."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and driver.poll() is None and not ready():
+        time.sleep(0.3)
+    assert driver.poll() is None, "the experiment ended before it could be interrupted"
+    if group:
+        os.killpg(driver.pid, sig)
+    else:
+        os.kill(driver.pid, sig)
+    driver.wait(timeout=120)
+
