@@ -4,15 +4,21 @@ pretrained backbones they start from, and the warnings the driver prints once.""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sspa_ray.config import SYNTHETIC_PRETRAINED, Config
 from sspa_ray.data import synthetic
 from sspa_ray.defaults import horizon_warning
-from sspa_ray.engine import pretrain
+
+if TYPE_CHECKING:
+    from sspa_ray.engine import pretrain
 
 
 def recipes(configs: Iterable[Config]) -> list[pretrain.Recipe]:
     """The built-in pretrained backbones the trials start from (model.pretrained=synthetic-faces)."""
+    # Imported here: pretrain loads torch (1.3 s here), which a command that stops at bad input never needs.
+    from sspa_ray.engine import pretrain
+
     return list(dict.fromkeys(pretrain.recipe_for(c) for c in configs if c.model.pretrained == SYNTHETIC_PRETRAINED))
 
 
@@ -28,6 +34,8 @@ def notes(configs: Iterable[Config]) -> list[str]:
 
 def prepare_node(to_generate: Iterable[tuple[int, float]], to_build: Iterable[pretrain.Recipe]) -> None:
     """Generate the synthetic benchmarks and build the pretrained backbones on this node."""
+    from sspa_ray.engine import pretrain
+
     for seed, scale in to_generate:
         synthetic.ensure(seed, scale)
     for recipe in to_build:
