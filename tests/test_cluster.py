@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import BUCKET, process_tree, processes
+from conftest import BUCKET, process_tree, processes, still_running
 
 from sspa_ray.engine import fit
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
@@ -167,16 +167,6 @@ def _journal(path: Path, *, with_pid: bool = False) -> list[tuple]:
     return entries
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    return False
-
-
 def _twice(entries) -> dict[str, int]:
     """Trial folder -> epochs started more than once."""
     epochs = defaultdict(list)
@@ -250,7 +240,7 @@ def test_a_lost_worker_node_costs_at_most_the_epoch_in_flight(clusters, object_s
         os.kill(worker.raylet(), signal.SIGKILL)
         # The trial's process goes with its raylet (Ray's workers exit when it dies); once it is gone it
         # can train nothing more, and the hold can end.
-        _wait(driver, lambda: not any(_alive(pid) for pid in held_on_worker()), log, every_s=0.2)
+        _wait(driver, lambda: not still_running(set(held_on_worker()), wait_s=0), log, every_s=0.2)
         joined, _ = clusters.node(address)  # a new node joins mid-sweep, while trials are still waiting to run
         hold.unlink()
         driver.wait(timeout=LIMIT_S)
