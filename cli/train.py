@@ -36,9 +36,6 @@ def _read_run_config(run_dir: Path):
               help="experiment tracker (repeatable; default tensorboard); mlflow and wandb need their extra")
 def train(target, aux, data_root, sets, out, resume, overwrite, loggers):
     """Train one configuration; write RUN_DIR/metrics.json, selection.csv and checkpoints."""
-    from sspa_ray.engine import TrainingDiverged, TrainingOutOfMemory, fit
-    from sspa_ray.engine.checkpoint import atomic_write_text
-
     if (out is None) == (resume is None):
         raise ConfigError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
     loggers = check_loggers(loggers)
@@ -67,7 +64,10 @@ def train(target, aux, data_root, sets, out, resume, overwrite, loggers):
         run_dir = out
         check_new_run_dir(run_dir, marker=CONFIG_FILE, overwrite=overwrite)
 
+    # Imported once the command line and the config hold: the engine loads torch (1.5 s of CPU).
     from sspa_ray.data import load_joint_data
+    from sspa_ray.engine import TrainingDiverged, TrainingOutOfMemory, fit
+    from sspa_ray.engine.checkpoint import atomic_write_text
 
     data = load_joint_data(cfg)  # bad data stops here, before --out exists
     if resume is None:

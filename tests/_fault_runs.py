@@ -1,5 +1,5 @@
-"""What the fault tests share: the console script, a two-trial sweep of 4 epochs, its metrics, and an
-interrupt sent once the run is ready for it."""
+"""What the fault tests share: the console script, a two-trial sweep of 4 epochs, its metrics as an
+uninterrupted run ends them, and an interrupt sent once the run is ready for it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from sspa_ray.engine import fit
+from sspa_ray.orchestration.plan import ExperimentPlan, Resources
+from sspa_ray.specs.search_space import load_search_space
+
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "best.accuracy", "best.epoch", "epochs_done"]
-SPACE = ("name: faults\nspace:\n  pam.alpha: {grid: [1, 4]}\nfixed:\n  data.synthetic_scale: 0.1\n"
+ALPHAS = [1, 4]
+SPACE = (f"name: faults\nspace:\n  pam.alpha: {{grid: {ALPHAS}}}\nfixed:\n  data.synthetic_scale: 0.1\n"
          "  train.epochs: 4\n  train.selection_epochs: 1\n  model.pretrained: none\n")
 
 
@@ -32,6 +37,21 @@ def tune(*argv, env=None, timeout=600) -> subprocess.CompletedProcess:
 def metrics(out: Path) -> pd.DataFrame:
     frame = pd.read_parquet(out / "results.parquet")
     return frame.sort_values("pam.alpha")[["pam.alpha", "status", *METRICS]].reset_index(drop=True)
+
+
+def uninterrupted(tmp: Path) -> pd.DataFrame:
+    """The sweep's rows (as `metrics` reads them) without any fault: each trial's configuration run by the
+    engine itself in this process, with one thread as a trial has."""
+    plan = ExperimentPlan.for_search(load_search_space(faults_space(tmp)), target="synthetic", sets={}, seeds=1,
+                                     out=tmp / "exp", name=None, storage=None, resources=Resources())
+    rows = []
+    for alpha in ALPHAS:
+        cfg, _ = plan.trial_config({"pam.alpha": alpha, "train.seed": 0})
+        summary = fit(cfg, tmp / f"alpha{alpha}", log=lambda line: None)
+        rows.append({"pam.alpha": float(alpha), "status": "completed",
+                     **{m: summary[m] for m in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "epochs_done")},
+                     **{f"best.{key}": summary["best"][key] for key in ("accuracy", "epoch")}})
+    return pd.DataFrame(rows)[["pam.alpha", "status", *METRICS]]
 
 
 def checkpoints(experiment: Path) -> list[Path]:

@@ -61,7 +61,7 @@ def _loaded_after(module: str) -> set[str]:
 
 
 def test_the_engine_loads_no_ray_no_scipy_optimize_and_no_matplotlib():
-    loaded = _loaded_after("sspa_ray.engine")
+    loaded = _loaded_after("sspa_ray.engine.setup")  # fit's module (sspa_ray.engine loads it on first use)
     assert not {m for m in loaded if m.split(".")[0] in ("ray", "matplotlib")}
     assert "scipy.optimize" not in loaded
 
@@ -81,6 +81,19 @@ def test_the_data_model_and_engine_layers_import_no_matplotlib():
 def test_a_trial_process_loads_no_matplotlib():
     loaded = _loaded_after("sspa_ray.orchestration.trial")
     assert "ray" in loaded and not {m for m in loaded if m.split(".")[0] == "matplotlib"}
+
+
+def test_a_sweeps_driver_and_bad_input_load_no_torch(tmp_path):
+    # torch costs 1.5 s of CPU to load. The trial processes need it; the driver only to build a
+    # built-in backbone (or through its tensorboard tracker), and a command refused for bad input never.
+    assert not {m for m in _loaded_after("sspa_ray.orchestration.tuner") if m.split(".")[0] == "torch"}
+    code = ("import sys; from sspa_ray.cli.main import cli\n"
+            "try:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(e.code, 'torch' in sys.modules)\n")
+    for argv in (["train", "--target", "fer2013", "--out", str(tmp_path / "r")],
+                 ["train", "--out", str(tmp_path / "r"), "--set", "pam.alpah=3"]):
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
+        assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
 
 
 def test_the_output_vocabulary_is_defined_once():

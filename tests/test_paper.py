@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from _layouts import make_affectnet, make_rafdb
 from click.testing import CliRunner
 
@@ -160,6 +161,7 @@ def test_optuna_with_two_seeds_and_two_samples_runs_four_trials(local_ray, tmp_p
     assert frame.groupby("train.lr")["train.seed"].apply(sorted).tolist() == [[0, 1], [0, 1]]
 
 
+@pytest.mark.slow  # 41 trials and every table rendered, twice: the longest single test
 def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_ray, tmp_path):
     out = tmp_path / "paper"
     args = ["ablate", "--preset", "paper", "--target", "synthetic", *TINY_SETS, "--out", str(out)]

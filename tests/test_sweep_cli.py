@@ -206,6 +206,3 @@ def test_exposed_dashboard_warns_about_shadowray():
     text = exposure_warning("0.0.0.0", 8265)
     assert "CVE-2023-48022" in text and "ShadowRay" in text and "127.0.0.1" in text
 
-
-# ---- two nodes (runs last: it replaces the shared session) ---------------------------------------
-

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pyarrow.fs
 
-from sspa_ray.engine.checkpoint import latest_checkpoint
 from sspa_ray.orchestration.storage import StorageFull, storage_errno, storage_filesystem
 from sspa_ray.outputs import CHECKPOINTS_DIR, LOG_FILE, RUN_OUTPUTS
 
@@ -28,6 +27,8 @@ def restore(checkpoint, run_dir: Path, trial_uri: str | None) -> tuple[bool, str
     The engine resumes from the newest valid one. Local checkpoints of an earlier attempt are replaced:
     storage holds what the experiment knows about, and the trial may now run on another node.
     """
+    from sspa_ray.engine.checkpoint import latest_checkpoint  # torch: in the trial process only
+
     run_dir.mkdir(parents=True, exist_ok=True)
     found = _stored_checkpoints(checkpoint, trial_uri)
     if trial_uri:

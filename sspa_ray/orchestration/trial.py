@@ -33,7 +33,7 @@ import ray.train
 import ray.tune
 
 from sspa_ray.config import from_flat
-from sspa_ray.engine import TrainingDiverged, fit
+from sspa_ray.engine import TrainingDiverged
 from sspa_ray.orchestration._trial_files import Staged, keep_log, publish, restore, storage_errors
 from sspa_ray.orchestration.plan import ExperimentPlan
 from sspa_ray.orchestration.progress import NOTICE, TrialGauges
@@ -191,6 +191,10 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
 
 def _fit(cfg, run_dir: Path, report, restored: bool, log, *, final_report) -> None:
     """Run the engine; a diverged run ends with one last report that marks it (no retry)."""
+    # Imported here: the engine loads torch, which the driver (it imports this file to name the
+    # trainable to Ray) never needs; only the trial process does.
+    from sspa_ray.engine import fit
+
     try:
         fit(cfg, run_dir, report=report, resume=restored, log=log)
     except TrainingDiverged as exc:

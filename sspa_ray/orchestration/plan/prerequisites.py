@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 
 def recipes(configs: Iterable[Config]) -> list[pretrain.Recipe]:
     """The built-in pretrained backbones the trials start from (model.pretrained=synthetic-faces)."""
-    # Imported here: pretrain loads torch (1.3 s here), which a command that stops at bad input never needs.
+    wanted = [c for c in configs if c.model.pretrained == SYNTHETIC_PRETRAINED]
+    if not wanted:
+        return []
+    # Imported here: pretrain loads torch (1.5 s of CPU), which a command that stops at bad input, or
+    # a sweep whose trials start from no built-in backbone, never needs in its driver.
     from sspa_ray.engine import pretrain
 
-    return list(dict.fromkeys(pretrain.recipe_for(c) for c in configs if c.model.pretrained == SYNTHETIC_PRETRAINED))
+    return list(dict.fromkeys(map(pretrain.recipe_for, wanted)))
 
 
 def benchmarks(configs: Iterable[Config]) -> list[tuple[int, float]]:
@@ -34,9 +38,9 @@ def notes(configs: Iterable[Config]) -> list[str]:
 
 def prepare_node(to_generate: Iterable[tuple[int, float]], to_build: Iterable[pretrain.Recipe]) -> None:
     """Generate the synthetic benchmarks and build the pretrained backbones on this node."""
-    from sspa_ray.engine import pretrain
-
     for seed, scale in to_generate:
         synthetic.ensure(seed, scale)
     for recipe in to_build:
+        from sspa_ray.engine import pretrain  # torch: only where a backbone is to be built
+
         pretrain.ensure(recipe)
