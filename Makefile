@@ -21,7 +21,8 @@ demo: $(STAMP)
 
 # Two pytest-xdist workers: one worker keeps 2 cores about 55% busy, as the tests wait on Ray and on
 # the processes they start. --dist loadgroup keeps each module whose tests share module-scoped runs
-# on one worker (its pytestmark names the group); the other tests spread one by one.
+# on one worker (its pytestmark names the group; pytest below 9.2, see pyproject.toml); the other
+# tests spread one by one, the slow ones first (tests/conftest.py).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
