@@ -53,18 +53,21 @@ def _small_builtin_backbone():
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray (2 CPUs, no dashboard) for the module's tests, stopped after its last one.
-
-    An idle local Ray still costs about 3.4 CPU-s a minute here (its raylet, agents and two idle
-    workers poll). Kept for the whole session, as it once was, one idled on each pytest-xdist worker
-    through the minutes of subprocess tests after its last user: more than the 4.5 CPU-s of a start
-    per module. The modules that use it name an xdist_group, so that their tests run together."""
+def local_ray(_session_ray):
+    """The session's local Ray (2 CPUs, no dashboard; each pytest-xdist worker is a session), started by
+    the first test that needs it and shared by every module after it: each start and stop cost about
+    4.5 s here. The tests marked own_ray replace it; the next module that needs it starts it again."""
     import ray
 
-    if ray.is_initialized():  # left running by a test before
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def _session_ray():
+    """Shuts the session's local Ray down at the end of the session."""
+    import ray
+
     yield
     ray.shutdown()
 

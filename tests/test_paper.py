@@ -25,10 +25,6 @@ from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.specs.search_space import load_search_space
 from sspa_ray.specs.suite import PAPER_TABLES, paper_suite, parse_feeds
 
-# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
-# a module-scoped local Ray (conftest's local_ray), so they stay together on one worker.
-pytestmark = pytest.mark.xdist_group("test_paper")
-
 TINY = {"data.synthetic_scale": 0.1, "train.epochs": 2, "train.selection_epochs": 1}
 TINY_SETS = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
 TINY_YAML = "".join(f"  {k}: {v}\n" for k, v in TINY.items())

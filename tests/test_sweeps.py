@@ -25,10 +25,6 @@ from sspa_ray.orchestration.tuner import run_experiment
 from sspa_ray.outputs import METRICS, Verdict
 from sspa_ray.specs.ablation import load_ablation
 
-# make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
-# a module-scoped local Ray (conftest's local_ray), so they stay together on one worker.
-pytestmark = pytest.mark.xdist_group("test_sweeps")
-
 
 def test_grid_2x2_gives_four_rows_with_the_config_columns(local_ray, tmp_path, capsys):
     space = write_space(tmp_path, "search: grid\nspace:\n  pam.alpha: {grid: [1, 5]}\n  moe.experts: {grid: [1, 3]}\n"
