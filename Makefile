@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	RAY_DISABLE_USAGE_STATS=1 $(BIN)/sspa-ray ablate --target synthetic --out $(DEMO_OUT) \
+	$(BIN)/sspa-ray ablate --target synthetic --out $(DEMO_OUT) \
 		$$(test -d $(DEMO_OUT) && echo --resume)
 
 # Two pytest-xdist workers: one worker keeps 2 cores about 55% busy, as the tests wait on Ray and on
@@ -26,7 +26,7 @@ demo: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	RAY_DISABLE_USAGE_STATS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff (rules E, F, I, B, UP) over the code and tests; mypy over the engine, config.py, defaults.py and registry.py (pyproject.toml).
 lint: $(STAMP)

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+# Ray 2.60 reads this name (not RAY_DISABLE_USAGE_STATS); unset, a dashboard reports usage to usage-stats.ray.io.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def _space(folder: Path, trials: int, scale: float, epochs: int) -> Path:

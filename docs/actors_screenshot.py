@@ -72,7 +72,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="sspa-shot-"))
     log = tmp / "driver.log"
-    env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "w") as sink:
         driver = subprocess.Popen([sys.executable, "-m", "sspa_ray.cli.main", "ablate", "--target", "synthetic",
                                    "--dashboard", "--out", str(tmp / "exp"), "--set", "data.synthetic_scale=0.3",

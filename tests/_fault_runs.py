@@ -39,19 +39,26 @@ def metrics(out: Path) -> pd.DataFrame:
     return frame.sort_values("pam.alpha")[["pam.alpha", "status", *METRICS]].reset_index(drop=True)
 
 
-def uninterrupted(tmp: Path) -> pd.DataFrame:
-    """The sweep's rows (as `metrics` reads them) without any fault: each trial's configuration run by the
-    engine itself in this process, with one thread as a trial has."""
-    plan = ExperimentPlan.for_search(load_search_space(faults_space(tmp)), target="synthetic", sets={}, seeds=1,
+def engine_reference(tmp: Path, space: str, alphas) -> pd.DataFrame:
+    """Each alpha's final metrics without any fault, sorted by alpha: its trial configuration from `space`
+    (a search space's text) run by the engine itself in this process, with one thread as a trial has."""
+    path = tmp / "space.yaml"
+    path.write_text(space)
+    plan = ExperimentPlan.for_search(load_search_space(path), target="synthetic", sets={}, seeds=1,
                                      out=tmp / "exp", name=None, storage=None, resources=Resources())
     rows = []
-    for alpha in ALPHAS:
+    for alpha in sorted(alphas):
         cfg, _ = plan.trial_config({"pam.alpha": alpha, "train.seed": 0})
         summary = fit(cfg, tmp / f"alpha{alpha}", log=lambda line: None)
         rows.append({"pam.alpha": float(alpha), "status": "completed",
                      **{m: summary[m] for m in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "epochs_done")},
                      **{f"best.{key}": summary["best"][key] for key in ("accuracy", "epoch")}})
-    return pd.DataFrame(rows)[["pam.alpha", "status", *METRICS]]
+    return pd.DataFrame(rows)
+
+
+def uninterrupted(tmp: Path) -> pd.DataFrame:
+    """The sweep's rows (as `metrics` reads them) without any fault."""
+    return engine_reference(tmp, SPACE, ALPHAS)[["pam.alpha", "status", *METRICS]]
 
 
 def checkpoints(experiment: Path) -> list[Path]:

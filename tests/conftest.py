@@ -22,7 +22,7 @@ import pytest
 PRIVATE_CACHE_PREFIX = "sspa-test-cache-"
 if "SSPA_CACHE_DIR" not in os.environ:
     os.environ["SSPA_CACHE_DIR"] = tempfile.mkdtemp(prefix=PRIVATE_CACHE_PREFIX)
-os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -40,16 +40,12 @@ def _small_builtin_backbone():
     """
     if not Path(os.environ["SSPA_CACHE_DIR"]).name.startswith(PRIVATE_CACHE_PREFIX):
         return
-    from sspa_ray.data.cache import locked
     from sspa_ray.defaults import make_config
     from sspa_ray.engine import pretrain
 
     default = pretrain.recipe_for(make_config("synthetic"))
-    target = pretrain.cached_path(default)
     small = dataclasses.replace(default, identities=6, per_identity=5, held_back=1, epochs=1, batch_size=8)
-    with locked(target.with_suffix(".lock")):
-        if not target.is_file():
-            pretrain.pretrain(small, target, progress=False)
+    pretrain.ensure(small, path=pretrain.cached_path(default), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +55,10 @@ def local_ray(_session_ray):
     4.5 s here. The tests marked own_ray replace it; the next module that needs it starts it again."""
     import ray
 
+    from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_RAY_CONFIG)
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +80,10 @@ def own_local_ray():
     leftover with it."""
     import ray
 
+    from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
+
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_RAY_CONFIG)
     yield
     ray.shutdown()
 

@@ -38,11 +38,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _fault_runs import engine_reference
 from conftest import BUCKET, process_tree, processes, still_running
-
-from sspa_ray.engine import fit
-from sspa_ray.orchestration.plan import ExperimentPlan, Resources
-from sspa_ray.specs.search_space import load_search_space
 
 # make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
 # module-scoped runs, so they stay together on one worker.
@@ -138,7 +135,7 @@ def clusters(object_store):
            if not k.startswith(("AWS_", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))}
     env.update(object_store.env)
     env.update({"PATH": "/usr/bin:/bin", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-                "RAY_DISABLE_USAGE_STATS": "1"})
+                "RAY_USAGE_STATS_ENABLED": "0"})
     made = Clusters(env)
     try:
         made.first = made.cluster()
@@ -186,16 +183,7 @@ def _wait(driver: subprocess.Popen, ready, log: Path, every_s: float = 0.3) -> N
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Each trial's final metrics without any loss: the engine itself, as a trial runs it (1 thread)."""
-    tmp = tmp_path_factory.mktemp("reference")
-    (tmp / "space.yaml").write_text(SPACE)
-    plan = ExperimentPlan.for_search(load_search_space(tmp / "space.yaml"), target="synthetic", sets={}, seeds=1,
-                                     out=tmp / "exp", name=None, storage=None, resources=Resources())
-    rows = []
-    for alpha in ALPHAS:
-        cfg, _ = plan.trial_config({"pam.alpha": alpha, "train.seed": 0})
-        summary = fit(cfg, tmp / f"alpha{alpha}", log=lambda line: None)
-        rows.append({"pam.alpha": float(alpha), **{m: summary[m] for m in METRICS}})
-    return pd.DataFrame(rows)
+    return engine_reference(tmp_path_factory.mktemp("reference"), SPACE, ALPHAS)[["pam.alpha", *METRICS]]
 
 
 def _metrics(out: Path) -> pd.DataFrame:

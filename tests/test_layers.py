@@ -3,6 +3,7 @@ engine and the trial processes stay light, and the output vocabulary is defined 
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,23 @@ def test_a_sweeps_driver_and_bad_input_load_no_torch(tmp_path):
                  ["train", "--out", str(tmp_path / "r"), "--set", "pam.alpah=3"]):
         proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
         assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+
+
+def test_a_drivers_trackers_load_neither_torch_nor_mlflow(tmp_path):
+    # tensorboardX would load torch (1.8 s of CPU) and Tune's count of the callbacks for its telemetry
+    # MLflow (0.9 s), in every driver. The TensorBoard writer still writes.
+    code = ("import sys, types\n"
+            "from ray.air._internal import usage\n"
+            "from sspa_ray.orchestration.monitoring import logger_callbacks\n"
+            "callbacks = logger_callbacks(types.SimpleNamespace(loggers=['tensorboard', 'csv']))\n"
+            "usage.tag_callbacks(callbacks)\n"
+            "from tensorboardX import SummaryWriter\n"
+            "with SummaryWriter(sys.argv[1]) as writer:\n    writer.add_scalar('macro_f1', 0.5, 1)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mlflow', 'wandb'}))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert proc.stdout.split() == ["[]"], proc.stdout + proc.stderr
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
 
 
 def test_the_output_vocabulary_is_defined_once():

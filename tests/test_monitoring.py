@@ -207,7 +207,7 @@ def head_cluster(tmp_path_factory):
     # RAY_AUTH_MODE=token: the cluster requires the token, and clients send it to an explicit address
     # only when asked (Ray 2.60).
     # No drain on SIGTERM: a test cluster has no work to hand over, and Ray 2.60 would wait up to 30 s.
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RAY_DISABLE_USAGE_STATS": "1",
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     env.pop("RAY_ADDRESS", None)

@@ -80,6 +80,12 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
+def _get_json(url: str, token: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def _get(url: str, token: str | None) -> int:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
@@ -102,9 +108,10 @@ def killed_sweep(tmp_path_factory):
     log = tmp / "driver.log"
     with open(log, "w") as sink:
         # A free port: 8265 may be another user's dashboard, and a busy port is refused.
+        # Without the suite's RAY_USAGE_STATS_ENABLED=0: sspa-ray's own default is under test.
+        env = {k: v for k, v in os.environ.items() if k != "RAY_USAGE_STATS_ENABLED"}
         driver = subprocess.Popen([*SSPA, *argv, "--dashboard-port", str(free_port())], stdout=sink,
-                                  stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                  stderr=subprocess.STDOUT, env=env, start_new_session=True)
     seen = {"argv": argv, "out": out, "space": space}
     try:
         deadline = time.monotonic() + 240
@@ -114,6 +121,7 @@ def killed_sweep(tmp_path_factory):
                 url = match.group(1)
                 seen["url"] = url
                 seen["with_token"] = _get(f"{url}/api/version", token_path().read_text().strip())
+                seen["usage_stats"] = _get_json(f"{url}/usage_stats_enabled", token_path().read_text().strip())
                 seen["without_token"] = _get(f"{url}/api/version", None)
                 port = int(url.rsplit(":", 1)[1])
                 seen["listening_on"] = _listening_addresses(port)
@@ -145,6 +153,8 @@ def test_dashboard_answers_with_the_token_and_listens_on_loopback_only(killed_sw
     assert seen["with_token"] == 200
     assert seen["without_token"] == 401
     assert seen["listening_on"] == {"127.0.0.1"}
+    # The dashboard never reports usage to usage-stats.ray.io (no network but the package index).
+    assert seen["usage_stats"]["data"].get("usageStatsEnabled") is False, seen["usage_stats"]
 
 
 def test_a_killed_driver_leaves_no_ray_process_running(killed_sweep):

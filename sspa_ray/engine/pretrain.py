@@ -74,9 +74,10 @@ def cached_path(recipe: Recipe) -> Path:
     return cache_dir() / "pretrained" / f"{recipe.backbone}-{recipe.image_size}px-{recipe.key()}.pt"
 
 
-def ensure(recipe: Recipe, *, progress: bool = True) -> Path:
-    """The backbone of `recipe` in the cache, trained on first use under a lock."""
-    final = cached_path(recipe)
+def ensure(recipe: Recipe, *, path: Path | None = None, progress: bool = True) -> Path:
+    """The backbone of `recipe` at `path` (by default its place in the cache), trained on first use under
+    a lock."""
+    final = path or cached_path(recipe)
     if final.is_file():
         return final
     with locked(final.with_suffix(".lock")):
