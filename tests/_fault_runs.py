@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sspa_ray import outputs
 from sspa_ray.engine import fit
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.specs.search_space import load_search_space
@@ -51,7 +52,7 @@ def engine_reference(tmp: Path, space: str, alphas) -> pd.DataFrame:
         cfg, _ = plan.trial_config({"pam.alpha": alpha, "train.seed": 0})
         summary = fit(cfg, tmp / f"alpha{alpha}", log=lambda line: None)
         rows.append({"pam.alpha": float(alpha), "status": "completed",
-                     **{m: summary[m] for m in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "epochs_done")},
+                     **{m: summary[m] for m in (*outputs.METRICS, "epochs_done")},
                      **{f"best.{key}": summary["best"][key] for key in ("accuracy", "epoch")}})
     return pd.DataFrame(rows)
 

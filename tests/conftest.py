@@ -48,6 +48,15 @@ def _small_builtin_backbone():
     pretrain.ensure(small, path=pretrain.cached_path(default), progress=False)
 
 
+def _start_local_ray() -> None:
+    """A local Ray of 2 CPUs in this process, configured as sspa-ray's own local Rays are."""
+    import ray
+
+    from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_RAY_CONFIG)
+
+
 @pytest.fixture(scope="module")
 def local_ray(_session_ray):
     """The session's local Ray (2 CPUs, no dashboard; each pytest-xdist worker is a session), started by
@@ -55,10 +64,8 @@ def local_ray(_session_ray):
     4.5 s here. The tests marked own_ray replace it; the next module that needs it starts it again."""
     import ray
 
-    from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
-
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_RAY_CONFIG)
+        _start_local_ray()
 
 
 @pytest.fixture(scope="session")
@@ -80,10 +87,8 @@ def own_local_ray():
     leftover with it."""
     import ray
 
-    from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
-
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_RAY_CONFIG)
+    _start_local_ray()
     yield
     ray.shutdown()
 

@@ -80,20 +80,14 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
-def _get_json(url: str, token: str) -> dict:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _get(url: str, token: str | None) -> int:
+def _get(url: str, token: str | None) -> tuple[int, dict]:
+    """The status and the JSON body of a GET, with the bearer token if given."""
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            json.loads(response.read())
-            return response.status
+            return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, {}
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +114,10 @@ def killed_sweep(tmp_path_factory):
             if "url" not in seen and (match := re.search(r"Ray dashboard: (http://\S+)", text)):
                 url = match.group(1)
                 seen["url"] = url
-                seen["with_token"] = _get(f"{url}/api/version", token_path().read_text().strip())
-                seen["usage_stats"] = _get_json(f"{url}/usage_stats_enabled", token_path().read_text().strip())
-                seen["without_token"] = _get(f"{url}/api/version", None)
+                token = token_path().read_text().strip()
+                seen["with_token"], _ = _get(f"{url}/api/version", token)
+                _, seen["usage_stats"] = _get(f"{url}/usage_stats_enabled", token)
+                seen["without_token"], _ = _get(f"{url}/api/version", None)
                 port = int(url.rsplit(":", 1)[1])
                 seen["listening_on"] = _listening_addresses(port)
             states = _experiment_state(out / "ray" / "killed")

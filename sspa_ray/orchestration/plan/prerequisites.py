@@ -40,7 +40,9 @@ def prepare_node(to_generate: Iterable[tuple[int, float]], to_build: Iterable[pr
     """Generate the synthetic benchmarks and build the pretrained backbones on this node."""
     for seed, scale in to_generate:
         synthetic.ensure(seed, scale)
-    for recipe in to_build:
+    to_build = list(to_build)
+    if to_build:
         from sspa_ray.engine import pretrain  # torch: only where a backbone is to be built
 
-        pretrain.ensure(recipe)
+        for recipe in to_build:
+            pretrain.ensure(recipe)
