@@ -41,6 +41,8 @@ import pytest
 from _fault_runs import engine_reference
 from conftest import BUCKET, process_tree, processes, still_running
 
+from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
+
 # make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
 # module-scoped runs, so they stay together on one worker.
 pytestmark = pytest.mark.xdist_group("test_cluster")
@@ -108,8 +110,10 @@ class Clusters:
         if head is None:
             gcs, self.dashboard_port = _free_port(), _free_port()
             head = f"{ip}:{gcs}"
+            # The head's system config reaches every node: no idle workers for the drivers, as in
+            # sspa-ray's own local Rays (trials are actors, started in workers of their own).
             argv += ["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                     f"--ray-client-server-port={_free_port()}"]
+                     f"--ray-client-server-port={_free_port()}", f"--system-config={json.dumps(LOCAL_RAY_CONFIG)}"]
         else:
             argv.append(f"--address={head}")
         started = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=180)

@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from sspa_ray.cli.main import cli
+from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
 from sspa_ray.orchestration.monitoring import GRAFANA_DASHBOARD
 from sspa_ray.orchestration.plan import ExperimentPlan, Resources
 from sspa_ray.orchestration.progress import GAUGE_PREFIX, GAUGES
@@ -207,6 +208,7 @@ def head_cluster(tmp_path_factory):
     # RAY_AUTH_MODE=token: the cluster requires the token, and clients send it to an explicit address
     # only when asked (Ray 2.60).
     # No drain on SIGTERM: a test cluster has no work to hand over, and Ray 2.60 would wait up to 30 s.
+    # LOCAL_RAY_CONFIG: no idle workers for the drivers, as in sspa-ray's own local Rays.
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
@@ -220,7 +222,7 @@ def head_cluster(tmp_path_factory):
              "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
              "--metrics-export-port", str(metrics), "--node-manager-port", str(node_manager),
              "--object-manager-port", str(object_manager), "--runtime-env-agent-port", str(env_agent),
-             "--ray-client-server-port", str(client)],
+             "--ray-client-server-port", str(client), "--system-config", json.dumps(LOCAL_RAY_CONFIG)],
             stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url, token = f"http://127.0.0.1:{dashboard}", env["RAY_AUTH_TOKEN"]
     try:
@@ -257,13 +259,42 @@ def _end_group(pgid: int, wait_s: float = 5.0) -> None:
             return
 
 
-def test_each_trial_is_an_actor_named_after_it_and_its_log_has_the_epochs(head_cluster, tmp_path):
-    spec = tmp_path / "ablation.yaml"
+@pytest.fixture(scope="module")
+def submitted(head_cluster, tmp_path_factory):
+    """The ablation run as a Ray Job (`--submit`), followed to its end with a client of our own once
+    the sspa-ray client has exited. The two tests below read this one run: the job's driver joins the
+    cluster as any `--address` driver does (test_cluster runs those), so its trials are actors too."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    tmp = tmp_path_factory.mktemp("submitted")
+    spec = tmp / "ablation.yaml"
     spec.write_text(ABLATION)
-    driver = subprocess.run(["sspa-ray", "ablate", str(spec), "--out", str(tmp_path / "exp"),
-                             "--address", head_cluster["gcs"]], env=head_cluster["env"],
-                            capture_output=True, text=True, timeout=600)
-    assert driver.returncode == 0, driver.stdout[-3000:] + driver.stderr[-3000:]
+    out = tmp / "exp"
+    client = subprocess.run(["sspa-ray", "ablate", str(spec), "--out", str(out), "--submit",
+                             "--address", head_cluster["url"], "--max-concurrent", "2"],
+                            env=head_cluster["env"], capture_output=True, text=True, timeout=300)
+    assert client.returncode == 0, client.stdout[-3000:] + client.stderr[-3000:]
+    job_id = re.search(r"submitted Ray Job (\S+):", client.stdout).group(1)
+    jobs = JobSubmissionClient(head_cluster["url"], headers={"Authorization": f"Bearer {head_cluster['token']}"})
+    deadline = time.monotonic() + 600
+    while jobs.get_job_status(job_id) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        assert time.monotonic() < deadline, jobs.get_job_logs(job_id)[-3000:]
+        time.sleep(2)
+    return {"client": client, "status": jobs.get_job_status(job_id), "logs": jobs.get_job_logs(job_id), "out": out}
+
+
+def test_submit_runs_the_ablation_as_a_ray_job_that_outlives_the_client(submitted):
+    from ray.job_submission import JobStatus
+
+    for verb in ("ray job logs --follow", "ray job stop", "--resume --submit"):
+        assert verb in submitted["client"].stdout, submitted["client"].stdout
+    logs = submitted["logs"]
+    assert submitted["status"] == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "== pamab: 4/4 trials finished ==" in logs and "modules.pam  train.seed" in logs, logs[-3000:]
+    assert len(pd.read_parquet(submitted["out"] / "results.parquet")) == 4
+
+
+def test_each_trial_is_an_actor_named_after_it_and_its_log_has_the_epochs(head_cluster, submitted):
     url, token = head_cluster["url"], head_cluster["token"]
     actors = _api(url, "/api/v0/actors?detail=1&limit=1000", token)["data"]["result"]["result"]
     trials = {a["repr_name"]: a for a in actors if a["class_name"] == "SspaTrial"}
@@ -278,31 +309,6 @@ def test_each_trial_is_an_actor_named_after_it_and_its_log_has_the_epochs(head_c
         exported = response.read().decode()
     for name in GAUGES:
         assert re.search(rf'^ray_{GAUGE_PREFIX}{name}{{.*experiment="pamab".*trial="pamab-', exported, re.M), name
-
-
-def test_submit_runs_the_ablation_as_a_ray_job_that_outlives_the_client(head_cluster, tmp_path):
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    spec = tmp_path / "ablation.yaml"
-    spec.write_text(ABLATION)
-    out = tmp_path / "exp"
-    client = subprocess.run(["sspa-ray", "ablate", str(spec), "--out", str(out), "--submit",
-                             "--address", head_cluster["url"], "--max-concurrent", "2"],
-                            env=head_cluster["env"], capture_output=True, text=True, timeout=300)
-    assert client.returncode == 0, client.stdout[-3000:] + client.stderr[-3000:]
-    job_id = re.search(r"submitted Ray Job (\S+):", client.stdout).group(1)
-    for verb in ("ray job logs --follow", "ray job stop", "--resume --submit"):
-        assert verb in client.stdout, client.stdout
-    # The client has exited; the job runs on. Follow it with a client of our own.
-    jobs = JobSubmissionClient(head_cluster["url"], headers={"Authorization": f"Bearer {head_cluster['token']}"})
-    deadline = time.monotonic() + 600
-    while jobs.get_job_status(job_id) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-        assert time.monotonic() < deadline, jobs.get_job_logs(job_id)[-3000:]
-        time.sleep(2)
-    logs = jobs.get_job_logs(job_id)
-    assert jobs.get_job_status(job_id) == JobStatus.SUCCEEDED, logs[-3000:]
-    assert "== pamab: 4/4 trials finished ==" in logs and "modules.pam  train.seed" in logs, logs[-3000:]
-    assert len(pd.read_parquet(out / "results.parquet")) == 4
 
 
 @pytest.mark.parametrize("argv, message", [
