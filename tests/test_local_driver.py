@@ -96,7 +96,7 @@ def test_a_local_run_ignores_ray_address_and_listens_on_loopback_only(other_clus
     address, gcs_port = other_cluster
     space, out = faults_space(tmp_path), tmp_path / "exp"
     env = {**os.environ, "RAY_ADDRESS": address}
-    driver = subprocess.Popen([*SSPA, "tune", str(space), "--out", str(out), "--set", "train.epochs=2"],
+    driver = subprocess.Popen([*SSPA, "tune", str(space), "--out", str(out), "--set", "train.epochs=2", "--max-concurrent", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                               start_new_session=True)
     exposed, local_ray = set(), set()

@@ -95,7 +95,7 @@ def _scalars(trial_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def ablation(local_ray, tmp_path_factory):
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # the tests read the store sspa-ray wrote
     tmp = tmp_path_factory.mktemp("monitoring")
-    plan = _plan(tmp, ABLATION)
+    plan = _plan(tmp, ABLATION, max_concurrent=1)  # one trial process (README, Development: the suite's time)
     plan.loggers = ["tensorboard", "mlflow", "csv"]
     plan.prepare_out(resume=False, overwrite=False)
     frame = run_experiment(plan, log=lambda line: None)

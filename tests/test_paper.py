@@ -140,7 +140,8 @@ def test_random_search_runs_every_sampled_configuration_once_per_seed(local_ray,
     space = tmp_path / "space.yaml"
     space.write_text(f"search: random\nnum_samples: 2\nspace:\n  pam.beta: {{uniform: [0.5, 3]}}\nfixed:\n{TINY_YAML}")
     plan = ExperimentPlan.for_search(load_search_space(space), target="synthetic", sets={}, seeds=2,
-                                     out=tmp_path / "exp", name=None, storage=None, resources=Resources())
+                                     out=tmp_path / "exp", name=None, storage=None,
+                                     resources=Resources(max_concurrent=1))  # one trial process (README, Development)
     plan.prepare_out(resume=False, overwrite=False)
     frame = run_experiment(plan, progress_interval_s=60.0)
     assert len(frame) == 4
@@ -154,7 +155,8 @@ def test_optuna_with_two_seeds_and_two_samples_runs_four_trials(local_ray, tmp_p
     space.write_text(f"search: optuna\nmetric: accuracy\nnum_samples: 7\nspace:\n"
                      f"  train.lr: {{loguniform: [0.001, 0.1]}}\nfixed:\n{TINY_YAML}")
     out = tmp_path / "exp"
-    result = CliRunner().invoke(cli, ["tune", str(space), "--seeds", "2", "--num-samples", "2", "--out", str(out)])
+    result = CliRunner().invoke(cli, ["tune", str(space), "--seeds", "2", "--num-samples", "2", "--out", str(out),
+                                      "--max-concurrent", "1"])
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out / "results.parquet")
     assert len(frame) == 4 and (frame["status"] == "completed").all()
@@ -164,7 +166,7 @@ def test_optuna_with_two_seeds_and_two_samples_runs_four_trials(local_ray, tmp_p
 @pytest.mark.slow  # 41 trials and every table rendered, twice: the longest single test
 def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_ray, tmp_path):
     out = tmp_path / "paper"
-    args = ["ablate", "--preset", "paper", "--target", "synthetic", *TINY_SETS, "--out", str(out)]
+    args = ["ablate", "--preset", "paper", "--target", "synthetic", *TINY_SETS, "--out", str(out), "--max-concurrent", "1"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out / "results.parquet")

@@ -37,7 +37,7 @@ def test_a_40_trial_sweep_without_a_terminal_logs_a_line_per_trial_event_and_the
                              "fixed:\n  data.synthetic_scale: 0.05\n  train.epochs: 1\n  train.selection_epochs: 0\n"
                              "  model.pretrained: none\n")
     out = tmp_path / "exp"
-    proc = subprocess.run([*SSPA, "tune", str(space), "--out", str(out)], stdout=subprocess.PIPE,
+    proc = subprocess.run([*SSPA, "tune", str(space), "--out", str(out), "--max-concurrent", "1"], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=900)
     log = proc.stdout
     assert proc.returncode == 0, log[-3000:]

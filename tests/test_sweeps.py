@@ -204,7 +204,8 @@ def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ra
     # The embedded default job, shrunk: the real `ablate` command, the real `modules` preset. A new
     # user's short run sets train.epochs alone; the SS stage shrinks with it, and says so.
     sets = ["--set", "data.synthetic_scale=0.1", "--set", "train.epochs=2"]
-    result = CliRunner().invoke(cli, ["ablate", "--target", "synthetic", "--out", str(tmp_path / "exp"), *sets])
+    result = CliRunner().invoke(cli, ["ablate", "--target", "synthetic", "--out", str(tmp_path / "exp"), *sets,
+                                      "--max-concurrent", "1"])
     assert result.exit_code == 0, result.output
     assert "train.selection_epochs defaults to half of it, 1 (not 6)" in result.output
     stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
