@@ -167,6 +167,9 @@ def _run(make_plan, *, target, aux, data_root, sets, seeds, out, name, resume, o
     recovered = plan.prepare_out(resume=resume, overwrite=overwrite)  # --resume reads the stored --storage here
     if recovered:
         click.echo(recovered, err=True)
+    if resume and (finished := plan.nothing_to_resume()):
+        click.echo(finished)
+        return
     try:
         check_storage(plan.storage, plan.experiment_path)
     except UserError:

@@ -45,6 +45,10 @@ class Status(Word):
     DIVERGED = "diverged"     # NaN/inf loss
     PENDING = "pending"       # not finished (yet)
 
+    def runs_again_on_resume(self) -> bool:
+        """--resume runs this trial again: a pending one continues, an errored one is retried."""
+        return self in (Status.ERRORED, Status.PENDING)
+
 
 # Finished for good: no further epoch will be reported.
 FINISHED = (Status.COMPLETED, Status.STOPPED, Status.DIVERGED, Status.ERRORED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,3 +37,12 @@ def trial_dirs(plan: ExperimentPlan) -> dict[str, Path]:
         found[json.loads(first)["trial_id"]] = result.parent
     return found
 
+
+def run_without_ray(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess that fails if the command imported Ray (a dry run, a --resume with
+    nothing left to run)."""
+    code = ("import sys; from sspa_ray.cli.main import cli\n"
+            "try:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert 'ray' not in sys.modules, 'Ray was imported'\n    raise\n")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env)

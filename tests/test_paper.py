@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 from _layouts import make_affectnet, make_rafdb
+from _sweeps import run_without_ray
 from click.testing import CliRunner
 
 from sspa_ray.cli.main import cli
@@ -44,13 +43,6 @@ def test_paper_suite_shares_trials_across_tables():
     assert list(paper_suite("caers").tables) == ["table_4"]
 
 
-def _dry_run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    code = ("import sys; from sspa_ray.cli.main import cli\n"
-            "try:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
-            "    assert 'ray' not in sys.modules, 'Ray was imported'\n    raise\n")
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env)
-
-
 def _without_data_root() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "SSPA_DATA_ROOT"}
 
@@ -59,7 +51,7 @@ def test_dry_run_of_the_paper_on_rafdb_lists_tables_shared_trials_and_an_estimat
     make_rafdb(tmp_path / "data")
     make_affectnet(tmp_path / "data")
     out = tmp_path / "exp"
-    result = _dry_run(["ablate", "--preset", "paper", "--target", "rafdb", "--data-root", str(tmp_path / "data"),
+    result = run_without_ray(["ablate", "--preset", "paper", "--target", "rafdb", "--data-root", str(tmp_path / "data"),
                        "--dry-run", "--throughput", "400", "--gpus-per-trial", "1", "--out", str(out)])
     assert result.returncode == 0, result.stderr
     text = result.stdout
@@ -71,7 +63,7 @@ def test_dry_run_of_the_paper_on_rafdb_lists_tables_shared_trials_and_an_estimat
 
 
 def test_dry_run_of_the_paper_needs_no_data_and_plans_from_the_official_sizes():
-    result = _dry_run(["ablate", "--preset", "paper", "--target", "rafdb", "--dry-run", "--throughput", "2000"],
+    result = run_without_ray(["ablate", "--preset", "paper", "--target", "rafdb", "--dry-run", "--throughput", "2000"],
                       env=_without_data_root())
     assert result.returncode == 0, result.stderr
     text = result.stdout
@@ -82,11 +74,11 @@ def test_dry_run_of_the_paper_needs_no_data_and_plans_from_the_official_sizes():
 
 def test_dry_run_makes_no_estimate_that_a_cpu_would_mislead(tmp_path):
     env = {**_without_data_root(), "SSPA_CACHE_DIR": str(tmp_path / "cache")}
-    gpu_run = _dry_run(["ablate", "--preset", "paper", "--target", "caers", "--dry-run", "--gpus-per-trial", "1"], env=env)
+    gpu_run = run_without_ray(["ablate", "--preset", "paper", "--target", "caers", "--dry-run", "--gpus-per-trial", "1"], env=env)
     assert gpu_run.returncode == 0, gpu_run.stderr
     assert "caers 44,996 train" in gpu_run.stdout
     assert "estimate: none; the trials ask for GPUs and this machine has none: give --throughput" in gpu_run.stdout
-    large = _dry_run(["ablate", "--preset", "modules", "--target", "rafdb", "--dry-run"], env=env)
+    large = run_without_ray(["ablate", "--preset", "modules", "--target", "rafdb", "--dry-run"], env=env)
     assert large.returncode == 0, large.stderr
     assert "estimate: none; resnet18 at 224 px is not timed on a CPU" in large.stdout
     assert not (tmp_path / "cache" / "throughput.json").exists()
@@ -120,7 +112,7 @@ def test_dry_run_measures_the_engine_once_and_then_reads_the_cache(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(f"search: random\nnum_samples: 3\nspace:\n  pam.beta: {{uniform: [0.5, 3]}}\nfixed:\n{TINY_YAML}")
     env = {**os.environ, "SSPA_CACHE_DIR": str(tmp_path / "cache")}
-    result = _dry_run(["tune", str(space), "--seeds", "2", "--num-samples", "5", "--dry-run"], env=env)
+    result = run_without_ray(["tune", str(space), "--seeds", "2", "--num-samples", "5", "--dry-run"], env=env)
     assert result.returncode == 0, result.stderr
     assert "10 trials (random search, 2 seeds each)" in result.stdout
     measured = re.search(r"throughput (\d+) img/s for small at 32 px \(measured: a burst of the engine, SSPA-JT "
@@ -130,7 +122,7 @@ def test_dry_run_measures_the_engine_once_and_then_reads_the_cache(tmp_path):
     cache = json.loads((tmp_path / "cache" / "throughput.json").read_text())
     [(key, entry)] = cache.items()
     assert key.endswith("1 thread | small 32px | batch 64 | fp32") and round(entry["img_per_s"]) == int(measured[1])
-    again = _dry_run(["tune", str(space), "--dry-run"], env=env)
+    again = run_without_ray(["tune", str(space), "--dry-run"], env=env)
     assert again.returncode == 0, again.stderr
     assert f"throughput {measured[1]} img/s for small at 32 px" in again.stdout
     assert f"cached {entry['measured']} in {tmp_path / 'cache' / 'throughput.json'}" in again.stdout
@@ -163,7 +155,7 @@ def test_optuna_with_two_seeds_and_two_samples_runs_four_trials(local_ray, tmp_p
     assert frame.groupby("train.lr")["train.seed"].apply(sorted).tolist() == [[0, 1], [0, 1]]
 
 
-@pytest.mark.slow  # 41 trials and every table rendered, twice: the longest single test
+@pytest.mark.slow  # 41 trials, one at a time, and every table rendered: the longest single test
 def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_ray, tmp_path):
     out = tmp_path / "paper"
     args = ["ablate", "--preset", "paper", "--target", "synthetic", *TINY_SETS, "--out", str(out), "--max-concurrent", "1"]
@@ -192,8 +184,12 @@ def test_paper_preset_on_synthetic_renders_every_table_from_shared_trials(local_
     assert combined[1].startswith("41 distinct trials fill the rows of 6 tables")
     assert json.loads((out / "experiment.json").read_text())["suite"] == "paper"
 
-    # --resume continues the same suite: nothing is run again.
+    # --resume of the finished suite has nothing to run: it says so, and neither Tune nor the tables start again.
     ids = set(frame["trial_id"])
+    tables = {path: path.stat().st_mtime_ns for path in out.rglob("table.md")}
     result = CliRunner().invoke(cli, [*args, "--resume"])
     assert result.exit_code == 0, result.output
+    assert f"nothing to resume: all 41 trials of {out} had finished" in result.output
     assert set(pd.read_parquet(out / "results.parquet")["trial_id"]) == ids
+    assert len(json.loads((out / "experiment.json").read_text())["runs"]) == 1
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("table.md")} == tables

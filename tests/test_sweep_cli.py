@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _sweeps import SSPA, TINY_YAML, write_space
+from _sweeps import SSPA, TINY_YAML, run_without_ray, tune_plan, write_space
 from click.testing import CliRunner
 from conftest import process_tree, still_running
 
 from sspa_ray.cli.main import cli
 from sspa_ray.orchestration.cluster import ClusterOptions, free_port, token_path
+from sspa_ray.outputs import RESULTS_FILE
 
 # make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
 # module-scoped runs, so they stay together on one worker.
@@ -175,6 +176,30 @@ def test_resume_completes_a_killed_sweep_without_rerunning_finished_trials(kille
     for trial_id, result_lines in before.items():
         assert (plan_dirs[trial_id] / "result.json").read_text() == result_lines  # nothing re-reported
         assert "restored" not in (plan_dirs[trial_id] / "train.log").read_text()
+
+    # Finished now: one more --resume has nothing to run, says so, and starts no Ray.
+    again = run_without_ray([*seen["argv"], "--resume"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.startswith(f"nothing to resume: all 3 trials of {out} had finished"), again.stdout
+    assert len(json.loads((out / "experiment.json").read_text())["runs"]) == 2  # the start and the first --resume
+
+
+def test_resume_runs_tune_unless_every_table_was_written_and_no_trial_is_left(tmp_path):
+    plan = tune_plan(write_space(tmp_path, f"space:\n  pam.alpha: {{grid: [1]}}\nfixed:\n{TINY_YAML}"), tmp_path / "exp")
+    plan.save()
+    results = plan.out / RESULTS_FILE
+    pd.DataFrame({"status": ["completed", "stopped", "diverged"]}).to_parquet(results)
+    assert plan.nothing_to_resume() is None  # no stamp: stopped before its tables were all written
+    plan.mark_finished()
+    assert plan.nothing_to_resume().startswith(f"nothing to resume: all 3 trials of {plan.out} had finished")
+    pd.DataFrame({"status": ["completed", "errored"]}).to_parquet(results)
+    assert plan.nothing_to_resume() is None  # --resume retries the errored trial
+    pd.DataFrame({"status": ["completed"]}).to_parquet(results)
+    plan.save()  # a later start or resume: its own run has not finished
+    assert plan.nothing_to_resume() is None
+    plan.mark_finished()
+    results.unlink()
+    assert plan.nothing_to_resume() is None
 
 
 def test_cli_refuses_to_reuse_or_resume_the_wrong_directory(tmp_path):

@@ -172,6 +172,7 @@ def test_a_dead_actors_placement_group_is_released_and_tunes_own_are_kept(local_
     assert ray.available_resources().get("CPU", 0) == 2
 
 
+@pytest.mark.slow  # half a minute: first, so that both workers end on short tests
 def test_24_trials_on_2_cpus_with_a_crashing_and_a_diverging_trial(local_ray, tmp_path, monkeypatch):
     rows = "".join(f"  - {{pam.alpha: {a}}}\n" for a in range(1, 24))
     # lr 10 with weight decay 1 and tiny batches blows the weights up within the first epoch.
@@ -200,6 +201,7 @@ def test_24_trials_on_2_cpus_with_a_crashing_and_a_diverging_trial(local_ray, tm
     assert "diverged" in table and "errored" in table
 
 
+@pytest.mark.slow  # nine trials, one at a time
 def test_ablate_synthetic_runs_the_nine_module_patterns_through_the_cli(local_ray, tmp_path):
     # The embedded default job, shrunk: the real `ablate` command, the real `modules` preset. A new
     # user's short run sets train.epochs alone; the SS stage shrinks with it, and says so.

@@ -94,6 +94,7 @@ def run_experiment(plan: ExperimentPlan, *, resume: bool = False, cluster: Clust
             stopped.checkpoint_bytes = getattr(stopped.storage, "checkpoint_bytes", 0) or _checkpoint_bytes(plan)
             raise
         frame = write_results(plan)
+        plan.mark_finished()
     log(f"{len(frame)} trials: " + ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()))
     log(f"results: {plan.out / RESULTS_FILE}  tables: {plan.out / TABLE_STEM}.md")
     return frame

@@ -168,6 +168,15 @@ class ExperimentPlan(abc.ABC):
         for the terminal when --resume recovered a lost --out from the store."""
         return persistence.prepare_out(self, resume=resume, overwrite=overwrite)
 
+    def nothing_to_resume(self) -> str | None:
+        """A line for the terminal when --resume finds the experiment finished, every table written
+        and no trial to retry (persistence.nothing_to_resume); None when Tune has work left."""
+        return persistence.nothing_to_resume(self)
+
+    def mark_finished(self) -> None:
+        """Record in experiment.json that results.parquet and every table are written."""
+        persistence.mark_finished(self)
+
     def prepare_node(self) -> None:
         """Generate the synthetic benchmarks and build the built-in pretrained backbones on this node
         before Ray starts, with a progress bar on the terminal and every core free to draw the faces;

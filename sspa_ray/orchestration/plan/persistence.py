@@ -1,6 +1,8 @@
 """experiment.json and spec.yaml: written at each start and resume, read back by `sspa-ray report`
 and --resume, which checks that the command resumes what was started; with --storage a copy
-beside Ray's state recovers a lost experiment directory."""
+beside Ray's state recovers a lost experiment directory. The newest run is stamped ``finished``
+once results.parquet and every table are written, so that a --resume with nothing left to run
+says so without starting Ray."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sspa_ray.errors import RunDirError
 from sspa_ray.orchestration.storage import get_text, put_text, storage_join
-from sspa_ray.outputs import PLAN_FILE, SPEC_FILE
+from sspa_ray.outputs import PLAN_FILE, RESULTS_FILE, SPEC_FILE, Status
 from sspa_ray.rundir import prepare_new_run_dir
 from sspa_ray.version import this_run
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 # What --resume must find unchanged in experiment.json.
 RESUMED_AS_STARTED = ("kind", "name", "target", "overrides", "seeds", "storage")
+# experiment.json: the key of a run's entry that says when its results and tables were all written.
+FINISHED = "finished"
 
 
 def prepare_out(plan: ExperimentPlan, *, resume: bool, overwrite: bool) -> str | None:
@@ -47,6 +51,33 @@ def save(plan: ExperimentPlan) -> None:
         (plan.out / name).write_text(text, encoding="utf-8")
         if plan.storage_given:
             put_text(storage_join(plan.experiment_path, name), text)
+
+
+def mark_finished(plan: ExperimentPlan) -> None:
+    """Stamp the newest run in --out's experiment.json: results.parquet and every table are written.
+    A run stopped before that (a signal, a full disk, a crash while rendering) has no stamp. The
+    store's copy is left as it is: it recovers a lost --out, and that loses the tables too."""
+    path = plan.out / PLAN_FILE
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored["runs"][-1][FINISHED] = this_run()["date"]
+    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def nothing_to_resume(plan: ExperimentPlan) -> str | None:
+    """The line for the terminal when --resume finds nothing to run: the newest run finished its
+    results and tables, and no trial is left that --resume would run (errored ones are retried).
+    None otherwise, and the experiment resumes through Tune."""
+    runs = json.loads((plan.out / PLAN_FILE).read_text(encoding="utf-8")).get("runs") or []
+    results = plan.out / RESULTS_FILE
+    if not runs or FINISHED not in runs[-1] or not results.is_file():
+        return None
+    import pandas as pd  # here: the other --resume paths need no pandas before Ray starts
+
+    statuses = [Status(s) for s in pd.read_parquet(results, columns=["status"])["status"]]
+    if any(s.runs_again_on_resume() for s in statuses):
+        return None
+    return (f"nothing to resume: all {len(statuses)} trials of {plan.out} had finished, and its results and "
+            f"tables were written ({runs[-1][FINISHED]}); `sspa-ray report {plan.out}` renders the tables again")
 
 
 def _recover_out(plan: ExperimentPlan) -> str | None:
