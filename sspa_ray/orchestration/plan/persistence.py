@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # What --resume must find unchanged in experiment.json.
 RESUMED_AS_STARTED = ("kind", "name", "target", "overrides", "seeds", "storage")
 # experiment.json: the key of a run's entry that says when its results and tables were all written.
-FINISHED = "finished"
+RUN_FINISHED = "finished"
 
 
 def prepare_out(plan: ExperimentPlan, *, resume: bool, overwrite: bool) -> str | None:
@@ -59,7 +59,7 @@ def mark_finished(plan: ExperimentPlan) -> None:
     store's copy is left as it is: it recovers a lost --out, and that loses the tables too."""
     path = plan.out / PLAN_FILE
     stored = json.loads(path.read_text(encoding="utf-8"))
-    stored["runs"][-1][FINISHED] = this_run()["date"]
+    stored["runs"][-1][RUN_FINISHED] = this_run()["date"]
     path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -69,7 +69,7 @@ def nothing_to_resume(plan: ExperimentPlan) -> str | None:
     None otherwise, and the experiment resumes through Tune."""
     runs = json.loads((plan.out / PLAN_FILE).read_text(encoding="utf-8")).get("runs") or []
     results = plan.out / RESULTS_FILE
-    if not runs or FINISHED not in runs[-1] or not results.is_file():
+    if not runs or RUN_FINISHED not in runs[-1] or not results.is_file():
         return None
     import pandas as pd  # here: the other --resume paths need no pandas before Ray starts
 
@@ -77,7 +77,7 @@ def nothing_to_resume(plan: ExperimentPlan) -> str | None:
     if any(s.runs_again_on_resume() for s in statuses):
         return None
     return (f"nothing to resume: all {len(statuses)} trials of {plan.out} had finished, and its results and "
-            f"tables were written ({runs[-1][FINISHED]}); `sspa-ray report {plan.out}` renders the tables again")
+            f"tables were written ({runs[-1][RUN_FINISHED]}); `sspa-ray report {plan.out}` renders the tables again")
 
 
 def _recover_out(plan: ExperimentPlan) -> str | None:
