@@ -136,7 +136,7 @@ class AblationSpec:
         n_seeds = check_seeds(self.seeds if seeds is None else seeds)
         fixed = {k: v for k, v in self.fixed.items() if self.applies(k, target)}
         across = self.active_across(target)
-        combos = [dict(zip(across, values, strict=False)) for values in itertools.product(*across.values())]
+        combos = [dict(zip(across, values, strict=True)) for values in itertools.product(*across.values())]
 
         trials, seen = [], set()
         for combo in combos:
