@@ -69,6 +69,7 @@ class Node:
 
     def __init__(self, temp_dir: str, ip: str):
         self.temp_dir, self.ip = temp_dir, ip
+        self.head = ""  # its cluster's head address, once started
 
     def pids(self) -> set[int]:
         """Its daemons (their command lines name its temp dir) and their children (trial workers)."""
@@ -94,7 +95,6 @@ class Clusters:
     def __init__(self, env: dict[str, str]):
         self.env = env
         self.nodes: list[Node] = []
-        self.joined: list[tuple[Node, str]] = []  # each node and its cluster's head address
         self.next_ip = 2
 
     def node(self, head: str | None = None) -> tuple[Node, str]:
@@ -119,7 +119,7 @@ class Clusters:
             argv.append(f"--address={head}")
         started = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=180)
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-        self.joined.append((node, head))
+        node.head = head
         return node, head
 
     def cluster(self) -> tuple[Node, Node, str]:
@@ -129,7 +129,7 @@ class Clusters:
 
     def alive(self, address: str) -> list[Node]:
         """The nodes of the cluster at `address` whose processes still run."""
-        return [node for node, head in self.joined if head == address and node.pids()]
+        return [node for node in self.nodes if node.head == address and node.pids()]
 
     def stop(self) -> None:
         for node in self.nodes:

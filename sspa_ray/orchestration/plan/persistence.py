@@ -46,7 +46,7 @@ def save(plan: ExperimentPlan) -> None:
     path = plan.out / PLAN_FILE
     runs = json.loads(path.read_text(encoding="utf-8")).get("runs", []) if path.is_file() else []
     summary = {**plan.summary(), "runs": [*runs, this_run()]}
-    texts = {SPEC_FILE: plan.spec_text, PLAN_FILE: json.dumps(summary, indent=2, sort_keys=True) + "\n"}
+    texts = {SPEC_FILE: plan.spec_text, PLAN_FILE: _plan_text(summary)}
     for name, text in texts.items():
         (plan.out / name).write_text(text, encoding="utf-8")
         if plan.storage_given:
@@ -60,7 +60,11 @@ def mark_finished(plan: ExperimentPlan) -> None:
     path = plan.out / PLAN_FILE
     stored = json.loads(path.read_text(encoding="utf-8"))
     stored["runs"][-1][RUN_FINISHED] = this_run()["date"]
-    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(_plan_text(stored), encoding="utf-8")
+
+
+def _plan_text(stored: dict[str, Any]) -> str:
+    return json.dumps(stored, indent=2, sort_keys=True) + "\n"
 
 
 def nothing_to_resume(plan: ExperimentPlan) -> str | None:
