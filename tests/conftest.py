@@ -77,14 +77,14 @@ def _session_ray():
     ray.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_local_ray():
-    """A local Ray of the test's own (2 CPUs), for the tests marked own_ray that run TorchTrainer trials.
+    """A local Ray of the module's own (2 CPUs), for the tests marked own_ray that run TorchTrainer trials.
 
     Train V2's worker groups are placement groups. Once, a trial retried mid-fit left one CPU
     reserved in the shared session's raylet (a bundle prepared, never committed nor returned),
-    and the next TorchTrainer test waited for it forever; a session of its own takes any such
-    leftover with it."""
+    and the next TorchTrainer test waited for it forever; a session of the module's own takes any
+    such leftover with it, and the module's test that retries a Train trial runs last in it."""
     import ray
 
     ray.shutdown()

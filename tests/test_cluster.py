@@ -97,8 +97,9 @@ class Clusters:
         self.nodes: list[Node] = []
         self.next_ip = 2
 
-    def node(self, head: str | None = None) -> tuple[Node, str]:
-        """Start a head (`head` None) or a worker joining `head`; returns it and the head's address."""
+    def node(self, head: str | None = None, dashboard: bool = False) -> tuple[Node, str]:
+        """Start a head (`head` None) or a worker joining `head`; returns it and the head's address.
+        A head runs the dashboard (the Jobs API) only if asked."""
         ip = f"127.0.0.{self.next_ip}"
         self.next_ip += 1
         node = Node(tempfile.mkdtemp(prefix="sspa-", dir="/tmp"), ip)  # short: socket paths are limited
@@ -109,12 +110,18 @@ class Clusters:
         argv = [RAY, "start", f"--node-ip-address={ip}", f"--temp-dir={node.temp_dir}", "--num-cpus=1",
                 "--disable-usage-stats", *(f"--{flag}={port}" for flag, port in ports.items())]
         if head is None:
-            gcs, self.dashboard_port = _free_port(), _free_port()
+            gcs = _free_port()
             head = f"{ip}:{gcs}"
             # The head's system config reaches every node: no idle workers for the drivers, as in
             # sspa-ray's own local Rays (trials are actors, started in workers of their own).
-            argv += ["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                     f"--ray-client-server-port={_free_port()}", f"--system-config={json.dumps(LOCAL_RAY_CONFIG)}"]
+            argv += ["--head", f"--port={gcs}", f"--ray-client-server-port={_free_port()}",
+                     f"--system-config={json.dumps(LOCAL_RAY_CONFIG)}"]
+            # Without the dashboard's modules Ray still runs its process, on the port given here.
+            dashboard_port = _free_port()
+            argv += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+                     f"--include-dashboard={str(dashboard).lower()}"]
+            if dashboard:
+                self.dashboard_port = dashboard_port
         else:
             argv.append(f"--address={head}")
         started = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=180)
@@ -122,8 +129,8 @@ class Clusters:
         node.head = head
         return node, head
 
-    def cluster(self) -> tuple[Node, Node, str]:
-        head, address = self.node()
+    def cluster(self, dashboard: bool = False) -> tuple[Node, Node, str]:
+        head, address = self.node(dashboard=dashboard)
         worker, _ = self.node(address)
         return head, worker, address
 
@@ -148,7 +155,7 @@ def clusters(object_store):
                 "RAY_USAGE_STATS_ENABLED": "0"})
     made = Clusters(env)
     try:
-        made.first = made.cluster()
+        made.first = made.cluster(dashboard=True)  # the submit test's Jobs API
         yield made
     finally:
         made.stop()
@@ -296,6 +303,10 @@ def test_a_lost_cluster_resumes_from_the_store_on_a_new_one(clusters, object_sto
             newest = defaultdict(int)
             for trial, _, epoch in _journal(journal):
                 newest[trial] = max(newest[trial], epoch)
+            # The local journal first: the store is read only once a trial has started its last epoch
+            # (which a finished one has) and another is midway, not 20 times a second all along.
+            if EPOCHS not in newest.values() or not any(2 <= epoch < EPOCHS for epoch in newest.values()):
+                return False
             done = {t for t, status in _stored_states(object_store, prefix).items() if status == "TERMINATED"}
             midway = [t for t, epoch in newest.items() if 2 <= epoch < EPOCHS and not any(t.endswith(d) for d in done)]
             return bool(done) and bool(midway)

@@ -1,5 +1,6 @@
-"""Trials that train in Ray Train worker groups (TorchTrainer), each test on a local Ray of its own
-(conftest's own_local_ray): a retried Train trial once left a CPU reserved in a shared session."""
+"""Trials that train in Ray Train worker groups (TorchTrainer), on a local Ray of this module's own
+(conftest's own_local_ray): a retried Train trial once left a CPU reserved in a shared session, so
+the test that retries one runs last here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,32 @@ from click.testing import CliRunner
 from sspa_ray.cli.main import cli
 from sspa_ray.engine import fit
 from sspa_ray.orchestration.tuner import run_experiment
+
+# One worker runs both tests, in this order, on one Ray: a Ray start fewer, and the session's Ray is
+# replaced once on that worker instead of once on each.
+pytestmark = pytest.mark.xdist_group("test_train_workers")
+
+
+@pytest.mark.slow  # four Train worker start-ups, two at a time: minutes on 2 busy cores
+@pytest.mark.timeout(1200)
+@pytest.mark.own_ray
+def test_tune_with_asha_and_train_workers_ends_every_trial_completed_or_stopped(own_local_ray, tmp_path):
+    # ASHA stops trials (at the latest at max_t) while their thread still sits in
+    # TorchTrainer.fit(); a reused trial actor then failed reset_config and Tune marked the next
+    # trial ERROR without retrying it. The real `sspa-ray tune` command, 4 trials of 1 worker. Its
+    # only rung (epoch 2) lies in the PA stage: a rung inside the SS stage is refused before Ray.
+    space = write_space(tmp_path, "search: random\nnum_samples: 4\nmetric: accuracy\nscheduler: asha\n"
+                             "grace_period: 2\nreduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.001, 0.3]}\n"
+                             f"fixed:\n{TINY_YAML.replace('train.epochs: 2', 'train.epochs: 3')}")
+    result = CliRunner().invoke(cli, ["tune", str(space), "--target", "synthetic", "--out", str(tmp_path / "exp"),
+                                      "--workers-per-trial", "1", "--max-failures", "0"])
+    stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
+    assert result.exit_code == 0, (result.output, stored[["status", "error"]].to_dict("records"))
+    assert len(stored) == 4 and set(stored["status"]) <= {"completed", "stopped"}, stored[["status", "error"]]
+    assert (stored["epochs_done"] >= 1).all()
+    # Trials ended by the scheduler still publish their outputs: completed ones have per-class recall.
+    completed = stored[stored["status"] == "completed"]
+    assert len(completed) >= 1 and completed["recall.happiness"].notna().all(), stored.to_dict("records")
 
 
 @pytest.mark.slow  # two Train worker start-ups: about a minute on 2 cores
@@ -38,27 +65,3 @@ def test_torch_trainer_trials_run_the_same_engine_and_resume_from_train_checkpoi
     reference = fit(cfg, tmp_path / "reference", log=lambda line: None)
     for metric in ("accuracy", "macro_f1", "clean_share"):
         assert row[metric] == reference[metric], (metric, row.to_dict(), reference["history"])
-
-
-@pytest.mark.slow  # four Train worker start-ups, two at a time: minutes on 2 busy cores
-@pytest.mark.timeout(1200)
-@pytest.mark.own_ray
-def test_tune_with_asha_and_train_workers_ends_every_trial_completed_or_stopped(own_local_ray, tmp_path):
-    # ASHA stops trials (at the latest at max_t) while their thread still sits in
-    # TorchTrainer.fit(); a reused trial actor then failed reset_config and Tune marked the next
-    # trial ERROR without retrying it. The real `sspa-ray tune` command, 4 trials of 1 worker. Its
-    # only rung (epoch 2) lies in the PA stage: a rung inside the SS stage is refused before Ray.
-    space = write_space(tmp_path, "search: random\nnum_samples: 4\nmetric: accuracy\nscheduler: asha\n"
-                             "grace_period: 2\nreduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.001, 0.3]}\n"
-                             f"fixed:\n{TINY_YAML.replace('train.epochs: 2', 'train.epochs: 3')}")
-    result = CliRunner().invoke(cli, ["tune", str(space), "--target", "synthetic", "--out", str(tmp_path / "exp"),
-                                      "--workers-per-trial", "1", "--max-failures", "0"])
-    stored = pd.read_parquet(tmp_path / "exp" / "results.parquet")
-    assert result.exit_code == 0, (result.output, stored[["status", "error"]].to_dict("records"))
-    assert len(stored) == 4 and set(stored["status"]) <= {"completed", "stopped"}, stored[["status", "error"]]
-    assert (stored["epochs_done"] >= 1).all()
-    # Trials ended by the scheduler still publish their outputs: completed ones have per-class recall.
-    completed = stored[stored["status"] == "completed"]
-    assert len(completed) >= 1 and completed["recall.happiness"].notna().all(), stored.to_dict("records")
-
-
