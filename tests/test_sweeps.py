@@ -165,7 +165,7 @@ def test_a_dead_actors_placement_group_is_released_and_tunes_own_are_kept(local_
     assert placement_group_table()[orphan]["state"] == "REMOVED"
     assert placement_group_table()[driver_group.id.hex()]["state"] == "CREATED"
     ray.util.remove_placement_group(driver_group)
-    # The TorchTrainer sweeps before this test left nothing behind: all the CPUs are free again.
+    # With both groups gone, nothing in the session holds a CPU: no earlier test left a reservation behind.
     deadline = time.monotonic() + 60
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
