@@ -22,12 +22,11 @@ demo: $(STAMP)
 # Two pytest-xdist workers: one worker keeps 2 cores about 55% busy, as the tests wait on Ray and on
 # the processes they start. --dist loadgroup keeps each module whose tests share module-scoped runs
 # on one worker (its pytestmark names the group; pytest below 9.2, see pyproject.toml); the other
-# tests spread one by one. --no-loadscope-reorder: the workers take the tests in tests/conftest.py's
-# order (slow ones first, and tests that keep one core busy alternating with the others).
+# tests spread one by one, the slow ones first (tests/conftest.py).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff (rules E, F, I, B, UP) over the code and tests; mypy over the engine, config.py, defaults.py and registry.py (pyproject.toml).
 lint: $(STAMP)

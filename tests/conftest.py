@@ -94,42 +94,17 @@ def own_local_ray():
 
 
 def _order(item) -> int:
-    """Slow tests first, so that the workers end on short tests, together. A test that replaces the
-    session's Ray without a fixture of its own (own_ray, not slow) runs after the tests of its module."""
+    """Slow tests first: pytest-xdist hands out the xdist_group modules (the ones with more tests first),
+    then the other tests in this order, so the workers end on short tests, together. A test that
+    replaces the session's Ray without a fixture of its own (own_ray, not slow) runs after the tests
+    of its module, which share that Ray."""
     if item.get_closest_marker("slow"):
         return 0
     return 2 if item.get_closest_marker("own_ray") else 1
 
 
-def _unit(item) -> str:
-    """What pytest-xdist hands a worker at once: a module marked xdist_group, or one test."""
-    group = item.get_closest_marker("xdist_group")
-    return group.args[0] if group else item.nodeid
-
-
-def _units_in_order(units: list[list]) -> list[list]:
-    """The units whose tests were marked slow, then the groups (more tests first), then the rest."""
-    return sorted(units, key=lambda unit: (_order(unit[0]) if len(unit) == 1 else min(map(_order, unit)),
-                                           -len(unit)))
-
-
 def pytest_collection_modifyitems(items):
-    """The order in which make test's two workers take the tests (it passes --no-loadscope-reorder,
-    so pytest-xdist keeps it): units of the modules marked one_core alternate with the others.
-
-    A one_core test waits on one process at a time (a console script's run, then its --resume), so it
-    keeps about one core busy. Two of them side by side left the 2 cores a third idle; paired with
-    tests that keep both cores busy, no core waits. Each worker takes the next unit as it frees up, so
-    the alternation holds roughly, and the many short tests at the end even the workers out."""
     items.sort(key=_order)
-    units: dict[str, list] = {}
-    for item in items:
-        units.setdefault(_unit(item), []).append(item)
-    waiting = _units_in_order([u for u in units.values() if u[0].get_closest_marker("one_core")])
-    busy = _units_in_order([u for u in units.values() if not u[0].get_closest_marker("one_core")])
-    paired = [unit for pair in zip(busy, waiting, strict=False) for unit in pair]  # as far as the shorter goes
-    rest = busy[len(waiting):] or waiting[len(busy):]  # then the longer one's tail
-    items[:] = [item for unit in paired + rest for item in unit]
 
 
 # ---- make test's grouping, checked: a module marked xdist_group runs on one pytest-xdist worker -----

@@ -45,8 +45,7 @@ from sspa_ray.orchestration.cluster import LOCAL_RAY_CONFIG
 
 # make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
 # module-scoped runs, so they stay together on one worker.
-# one_core: its tests wait on one process at a time; make test pairs them with tests that use both cores.
-pytestmark = [pytest.mark.xdist_group("test_cluster"), pytest.mark.one_core]
+pytestmark = pytest.mark.xdist_group("test_cluster")
 
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 RAY = str(Path(sys.executable).parent / "ray")

@@ -25,8 +25,7 @@ from sspa_ray.outputs import HANGUP_LOG_FILE
 
 # make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
 # module-scoped runs, so they stay together on one worker.
-# one_core: its tests wait on one process at a time; make test pairs them with tests that use both cores.
-pytestmark = [pytest.mark.xdist_group("test_experiment_faults"), pytest.mark.one_core]
+pytestmark = pytest.mark.xdist_group("test_experiment_faults")
 
 
 @pytest.fixture(scope="module")

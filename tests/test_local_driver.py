@@ -18,9 +18,6 @@ import pytest
 from _fault_runs import SSPA, checkpoints, faults_space, interrupt_when, tune
 from conftest import process_tree, processes, still_running
 
-# Its tests wait on one process at a time; make test pairs them with tests that use both cores.
-pytestmark = pytest.mark.one_core
-
 
 @pytest.mark.parametrize("group", [False, True], ids=["kill-PID", "kill-PGID"])
 def test_sigterm_exits_143_with_the_resume_line_and_leaves_no_ray_process(tmp_path, group):

@@ -25,8 +25,7 @@ from conftest import BUCKET, process_tree, still_running
 
 # make test spreads tests over two workers (pytest-xdist, --dist loadgroup); this module's tests share
 # module-scoped runs, so they stay together on one worker.
-# one_core: its tests wait on one process at a time; make test pairs them with tests that use both cores.
-pytestmark = [pytest.mark.xdist_group("test_object_storage"), pytest.mark.one_core]
+pytestmark = pytest.mark.xdist_group("test_object_storage")
 
 SSPA = [sys.executable, "-m", "sspa_ray.cli.main"]
 NAME = "store"
