@@ -25,7 +25,10 @@ demo: $(STAMP)
 # tests spread one by one, the slow ones first (tests/conftest.py).
 TEST_WORKERS ?= 2
 
+# compileall first: the suite starts hundreds of Python processes, and where PYTHONDONTWRITEBYTECODE is
+# set (as on this development machine) each would compile sspa_ray's sources again, about 0.1 CPU-s apiece.
 test: $(STAMP)
+	$(BIN)/python -m compileall -q sspa_ray cli
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff (rules E, F, I, B, UP) over the code and tests; mypy over the engine, config.py, defaults.py and registry.py (pyproject.toml).
