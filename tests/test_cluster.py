@@ -71,6 +71,7 @@ class Node:
     def __init__(self, temp_dir: str, ip: str):
         self.temp_dir, self.ip = temp_dir, ip
         self.head = ""  # its cluster's head address, once started
+        self.dashboard_port: int | None = None  # a head's dashboard (the Jobs API), if it runs one
 
     def pids(self) -> set[int]:
         """Its daemons (their command lines name its temp dir) and their children (trial workers)."""
@@ -122,7 +123,7 @@ class Clusters:
             argv += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
                      f"--include-dashboard={str(dashboard).lower()}"]
             if dashboard:
-                self.dashboard_port = dashboard_port
+                node.dashboard_port = dashboard_port
         else:
             argv.append(f"--address={head}")
         started = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=180)
@@ -217,7 +218,7 @@ def _run_dir_node(run_dir: str, nodes: list[Node]) -> Node | None:
 def test_submit_to_a_head_without_sspa_ray_on_its_path_exits_1_with_the_fix(clusters, tmp_path):
     env = {**clusters.env, "PATH": os.environ["PATH"]}
     proc = subprocess.run([*SSPA, "ablate", "--target", "synthetic", "--out", str(tmp_path / "exp"), "--submit",
-                           "--address", f"http://127.0.0.1:{clusters.dashboard_port}"],
+                           "--address", f"http://127.0.0.1:{clusters.first[0].dashboard_port}"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "before the experiment started" in proc.stderr and "sspa-ray: not found" in proc.stderr, proc.stderr
@@ -304,13 +305,13 @@ def test_a_lost_cluster_resumes_from_the_store_on_a_new_one(clusters, object_sto
             newest = defaultdict(int)
             for trial, _, epoch in _journal(journal):
                 newest[trial] = max(newest[trial], epoch)
+            midway = [t for t, epoch in newest.items() if 2 <= epoch < EPOCHS]
             # The local journal first: the store is read only once a trial has started its last epoch
             # (which a finished one has) and another is midway, not 20 times a second all along.
-            if EPOCHS not in newest.values() or not any(2 <= epoch < EPOCHS for epoch in newest.values()):
+            if EPOCHS not in newest.values() or not midway:
                 return False
             done = {t for t, status in _stored_states(object_store, prefix).items() if status == "TERMINATED"}
-            midway = [t for t, epoch in newest.items() if 2 <= epoch < EPOCHS and not any(t.endswith(d) for d in done)]
-            return bool(done) and bool(midway)
+            return bool(done) and any(not any(t.endswith(d) for d in done) for t in midway)
 
         _wait(driver, finished_and_midway, log, every_s=0.05)
         # Everything goes at once, as when a spot cluster is reclaimed: the driver on it too.
